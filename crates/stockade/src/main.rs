@@ -1,0 +1,51 @@
+//! The `stockade` binary: parses the command line and maps every library error to a documented
+//! exit code. anyhow lives here and nowhere else.
+
+mod cmd;
+mod exit;
+
+use clap::{Parser, Subcommand};
+
+/// Run untrusted CI jobs in ephemeral, locked-down Linux sandboxes, and audit the
+/// configuration and hosts of CI runners.
+#[derive(Parser)]
+#[command(name = "stockade", version, about, long_about = None, after_help = exit::HELP)]
+struct Cli {
+    /// More log output on stderr (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+// One variant per subcommand, one file per subcommand under cmd/.
+#[derive(Subcommand)]
+enum Command {
+    /// Run a command in a fresh, ephemeral, locked-down sandbox.
+    Run(cmd::run::Args),
+    /// Print what this host can enforce, and why.
+    Doctor(cmd::doctor::Args),
+    /// Remove state left behind by jobs whose supervisor died.
+    Gc(cmd::gc::Args),
+    /// Print or check policy files.
+    #[command(subcommand)]
+    Policy(cmd::policy::Command),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let (result, failure_code) = match cli.command {
+        Command::Run(a) => (cmd::run::main(a, cli.verbose), exit::SETUP_FAILED),
+        Command::Doctor(a) => (cmd::doctor::main(a), exit::SETUP_FAILED),
+        Command::Gc(a) => (cmd::gc::main(a), exit::SETUP_FAILED),
+        Command::Policy(c) => (cmd::policy::main(c), exit::SETUP_FAILED),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(err) => {
+            // One line: every step's error names the step and keeps its cause in the chain.
+            eprintln!("stockade: error: {err:#}");
+            std::process::exit(failure_code);
+        }
+    }
+}
