@@ -2,6 +2,12 @@
 
 /// `stockade run` could not set the job up: bad policy, a failed setup step.
 pub const SETUP_FAILED: i32 = 125;
+/// The job hit its --timeout.
+pub const TIMEOUT: i32 = 124;
+/// The command exists but could not be executed.
+pub const NOT_EXECUTABLE: i32 = 126;
+/// The command was not found.
+pub const NOT_FOUND: i32 = 127;
 
 pub const HELP: &str = "\
 Exit codes of `stockade run`:

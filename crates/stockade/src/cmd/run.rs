@@ -1,8 +1,389 @@
-//! WIP
+//! `stockade run`: one job in a fresh sandbox, from policy to report. `main` is the ordered
+//! checklist of a job's life: policy, plan, spawn, supervise, teardown, report.
+
+use crate::exit;
+use anyhow::{Context, Result, bail};
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use stockade_monitor::report::{JobReport, LeftProcess, Outcome, Resources};
+use stockade_policy::{Dur, Policy, Size};
+use stockade_sandbox::{BindMount, FileMount, Limits, Plan, Sandbox, WaitStatus};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Policy file (TOML). Without it, the embedded default policy applies.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Directory bound read-write at the same path and used as the working directory
+    /// (default: a fresh empty directory, removed at the end).
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    /// Root the job sees, read-only (default: the host's /).
+    #[arg(long, value_name = "DIR")]
+    pub rootfs: Option<PathBuf>,
+    /// Throw-away tmpfs overlay over the root, for jobs that install packages.
+    #[arg(long)]
+    pub writable_root: bool,
+    /// Memory limit of the job (e.g. 512M, 2G).
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<Size>,
+    /// Maximum number of processes and threads.
+    #[arg(long, value_name = "N")]
+    pub pids: Option<u32>,
+    /// CPU limit in cores (e.g. 1.5).
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<f64>,
+    /// Wall-clock limit (e.g. 90s, 30m); the job is killed and stockade exits 124.
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<Dur>,
+    /// Size of each fresh tmpfs (/tmp, /var/tmp, /run).
+    #[arg(long, value_name = "SIZE")]
+    pub tmpfs_size: Option<Size>,
+    /// RLIMIT_NOFILE of the job.
+    #[arg(long, value_name = "N")]
+    pub open_files: Option<u32>,
+    /// Set an environment variable in the job (repeatable).
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Pass a variable from stockade's environment (repeatable).
+    #[arg(long = "env-pass", value_name = "NAME")]
+    pub env_pass: Vec<String>,
+    /// A secret from a file: NAME=@FILE sets env var NAME; /PATH=@FILE mounts it as a file
+    /// readable only by the job. Its value is masked (***) in the job's output (repeatable).
+    #[arg(long = "secret", value_name = "NAME=@FILE")]
+    pub secrets: Vec<String>,
+    /// Bind a host path read-only: SRC[:DST] (repeatable).
+    #[arg(long = "bind", value_name = "SRC[:DST]")]
+    pub binds: Vec<String>,
+    /// Bind a host path read-write: SRC[:DST] (repeatable).
+    #[arg(long = "bind-rw", value_name = "SRC[:DST]")]
+    pub binds_rw: Vec<String>,
+    /// Hide a host path (repeatable).
+    #[arg(long = "hide", value_name = "PATH")]
+    pub hide: Vec<PathBuf>,
+    /// Give the job stockade's stdin (default: /dev/null).
+    #[arg(long)]
+    pub stdin: bool,
+    /// Hostname inside the job.
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Write the job report (JSON) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Where job state lives (default /var/lib/stockade as root).
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub state_dir: Option<PathBuf>,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
 
-pub fn main(_a: Args, _v: u8) -> anyhow::Result<i32> {
-    anyhow::bail!("not built yet")
+pub fn main(a: Args, verbose: u8) -> Result<i32> {
+    let fds_before = stockade_sandbox::count_fds();
+    let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+
+    // 1. Policy: the file (or the embedded default), then the command line on top.
+    let mut policy = match &a.policy {
+        Some(p) => stockade_policy::load(p)?,
+        None => Policy::default_policy(),
+    };
+    apply_cli(&mut policy, &a)?;
+
+    // 2. Stale state of crashed jobs goes before a new job starts.
+    let state_root = a.state_dir.clone().unwrap_or_else(stockade_sandbox::state::default_state_root);
+    let gc = stockade_sandbox::state::gc(&state_root);
+    for e in &gc.errors {
+        eprintln!("stockade: warning: gc: {e}");
+    }
+
+    // 3. The sandbox plan.
+    let job_id = stockade_sandbox::state::new_job_id();
+    let (plan, secrets) = build_plan(&policy, &a, job_id.clone(), state_root)?;
+    let command: Vec<String> = a.command.iter().map(|c| mask(&c.to_string_lossy(), &secrets)).collect();
+
+    // 4. Spawn (single-threaded), then supervise until the job ends and is torn down.
+    let sandbox = Sandbox::spawn(plan).context("starting the sandbox")?;
+    if verbose > 0 {
+        eprintln!("stockade: job {} started", sandbox.job_id);
+    }
+    let outcome = sandbox.wait().context("supervising the job")?;
+
+    // 5. Exit code, warnings, report.
+    let code = exit_code(&outcome);
+    for w in &outcome.warnings {
+        eprintln!("stockade: warning: {w}");
+    }
+    if let Some((_, msg)) = &outcome.exec_error {
+        eprintln!("stockade: {msg}");
+    }
+    if outcome.timed_out {
+        eprintln!("stockade: job timed out after {}", policy.job.timeout);
+    }
+    if outcome.oom_killed {
+        eprintln!(
+            "stockade: job killed: out of memory (limit {})",
+            policy.limits.memory.map(|m| m.to_string()).unwrap_or_else(|| "none".into())
+        );
+    }
+    if outcome.pids_limit_hit {
+        eprintln!("stockade: warning: the job hit its pids limit ({:?})", policy.limits.pids);
+    }
+    let mut leftovers = outcome.leftovers.clone();
+    let fds_after = stockade_sandbox::count_fds();
+    if fds_after > fds_before {
+        leftovers.push(format!("file descriptors: {fds_before} open before the job, {fds_after} after"));
+    }
+    for l in &leftovers {
+        eprintln!("stockade: error: teardown left {l}");
+    }
+
+    if let Some(path) = &a.report {
+        let report = JobReport {
+            version: stockade_monitor::REPORT_VERSION,
+            job_id,
+            command,
+            policy_digest: policy.digest(),
+            context: None,
+            started_at,
+            outcome: Outcome {
+                exit_code: if leftovers.is_empty() { code } else { exit::SETUP_FAILED },
+                status: match outcome.status {
+                    Some(WaitStatus::Exited(c)) => Some(c),
+                    _ => None,
+                },
+                signal: match outcome.status {
+                    Some(WaitStatus::Signaled(s)) => Some(s),
+                    _ => None,
+                },
+                timed_out: outcome.timed_out,
+                oom_killed: outcome.oom_killed,
+                pids_limit_hit: outcome.pids_limit_hit,
+                interrupted: outcome.interrupted,
+                exec_error: outcome.exec_error.as_ref().map(|(_, m)| m.clone()),
+            },
+            resources: Resources {
+                wall_ms: outcome.wall.as_millis() as u64,
+                cpu_ms: outcome.stats.cpu_usec.map(|u| u / 1000),
+                cpu_user_ms: outcome.stats.cpu_user_usec.map(|u| u / 1000),
+                cpu_system_ms: outcome.stats.cpu_system_usec.map(|u| u / 1000),
+                memory_peak_bytes: outcome.stats.memory_peak,
+                pids_peak: outcome.stats.pids_peak,
+            },
+            enforced: outcome.enforced.clone(),
+            warnings: outcome.warnings.clone(),
+            denied_syscalls: serde_json::to_value(&outcome.denied_syscalls)?,
+            left_running: outcome
+                .left_running
+                .iter()
+                .map(|p| LeftProcess {
+                    pid: p.pid,
+                    comm: p.comm.clone(),
+                    cmdline: mask(&p.cmdline, &secrets),
+                })
+                .collect(),
+            leftovers: leftovers.clone(),
+            egress: serde_json::Value::Null,
+        };
+        write_report(path, &report)?;
+    }
+    Ok(if leftovers.is_empty() { code } else { exit::SETUP_FAILED })
+}
+
+fn write_report(path: &Path, report: &JobReport) -> Result<()> {
+    let json = serde_json::to_vec_pretty(report)?;
+    std::fs::write(path, json).with_context(|| format!("writing report {}", path.display()))
+}
+
+/// The documented exit code for a job's outcome (see `stockade --help`).
+fn exit_code(o: &stockade_sandbox::Outcome) -> i32 {
+    if o.timed_out {
+        return exit::TIMEOUT;
+    }
+    if let Some((errno, _)) = &o.exec_error {
+        return if *errno == ENOENT { exit::NOT_FOUND } else { exit::NOT_EXECUTABLE };
+    }
+    match o.status {
+        Some(WaitStatus::Exited(c)) => c,
+        Some(WaitStatus::Signaled(s)) => 128 + s,
+        None => exit::SETUP_FAILED,
+    }
+}
+
+/// errno of "no such file": the command was not found.
+const ENOENT: i32 = 2;
+
+fn mask(s: &str, secrets: &[Vec<u8>]) -> String {
+    let mut out = s.to_string();
+    for sec in secrets {
+        if let Ok(t) = std::str::from_utf8(sec)
+            && !t.is_empty()
+        {
+            out = out.replace(t, "***");
+        }
+    }
+    out
+}
+
+fn apply_cli(p: &mut Policy, a: &Args) -> Result<()> {
+    if let Some(w) = &a.rootfs {
+        p.filesystem.rootfs = w.clone();
+    }
+    if a.writable_root {
+        p.filesystem.writable_root = true;
+    }
+    if let Some(m) = a.memory {
+        p.limits.memory = Some(m);
+    }
+    if let Some(n) = a.pids {
+        if n == 0 {
+            bail!("--pids: must be at least 1");
+        }
+        p.limits.pids = Some(n);
+    }
+    if let Some(c) = a.cpus {
+        if !(c.is_finite() && c >= 0.0) {
+            bail!("--cpus: {c} is not a CPU count");
+        }
+        p.limits.cpus = c;
+    }
+    if let Some(t) = a.timeout {
+        p.job.timeout = t;
+    }
+    if let Some(s) = a.tmpfs_size {
+        p.filesystem.tmpfs_size = s;
+    }
+    if let Some(n) = a.open_files {
+        if n < 16 {
+            bail!("--open-files: {n} is too low to start a process (at least 16)");
+        }
+        p.limits.open_files = n;
+    }
+    if a.stdin {
+        p.job.stdin = true;
+    }
+    if let Some(h) = &a.hostname {
+        p.job.hostname = h.clone();
+    }
+    for kv in &a.env {
+        let (k, v) = kv
+            .split_once('=')
+            .filter(|(k, _)| !k.is_empty())
+            .with_context(|| format!("--env {kv:?}: expected K=V"))?;
+        p.job.env.insert(k.to_string(), v.to_string());
+    }
+    p.job.env_pass.extend(a.env_pass.iter().cloned());
+    for (list, writable) in [(&a.binds, false), (&a.binds_rw, true)] {
+        for b in list {
+            let (src, dst) = match b.split_once(':') {
+                Some((s, d)) => (PathBuf::from(s), Some(PathBuf::from(d))),
+                None => (PathBuf::from(b), None),
+            };
+            if !src.is_absolute() || dst.as_ref().is_some_and(|d| !d.is_absolute()) {
+                bail!("--bind {b:?}: paths must be absolute");
+            }
+            p.filesystem.binds.push(stockade_policy::Bind {
+                source: src,
+                target: dst,
+                writable,
+            });
+        }
+    }
+    for h in &a.hide {
+        if !h.is_absolute() {
+            bail!("--hide {}: must be an absolute path", h.display());
+        }
+        p.filesystem.hidden.push(h.clone());
+    }
+    Ok(())
+}
+
+fn build_plan(p: &Policy, a: &Args, job_id: String, state_root: PathBuf) -> Result<(Plan, Vec<Vec<u8>>)> {
+    let mut env: Vec<(OsString, OsString)> = vec![
+        ("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
+        ("HOME".into(), "/tmp".into()),
+        ("LANG".into(), std::env::var_os("LANG").unwrap_or_else(|| "C.UTF-8".into())),
+        ("TERM".into(), std::env::var_os("TERM").unwrap_or_else(|| "dumb".into())),
+        ("STOCKADE_JOB_ID".into(), job_id.clone().into()),
+    ];
+    let mut set = |k: OsString, v: OsString| {
+        env.retain(|(ek, _)| *ek != k);
+        env.push((k, v));
+    };
+    for name in &p.job.env_pass {
+        if let Some(v) = std::env::var_os(name) {
+            set(name.into(), v);
+        }
+    }
+    for (k, v) in &p.job.env {
+        set(k.into(), v.into());
+    }
+    let mut files = Vec::new();
+    let mut secrets = Vec::new();
+    for s in &a.secrets {
+        let (name, file) = s
+            .split_once("=@")
+            .filter(|(n, f)| !n.is_empty() && !f.is_empty())
+            .with_context(|| format!("--secret {s:?}: expected NAME=@FILE or /PATH=@FILE"))?;
+        let value = std::fs::read(file).with_context(|| format!("--secret {name}: reading {file}"))?;
+        let trimmed = value.strip_suffix(b"\n").unwrap_or(&value).to_vec();
+        if name.starts_with('/') {
+            files.push(FileMount {
+                target: PathBuf::from(name),
+                contents: value.clone(),
+                private: true,
+            });
+        } else {
+            if name.contains('=') {
+                bail!("--secret {name}: not a variable name");
+            }
+            set(name.into(), std::ffi::OsStr::from_bytes(&trimmed).to_os_string());
+        }
+        if !trimmed.is_empty() {
+            secrets.push(trimmed);
+        }
+    }
+    let binds = p
+        .filesystem
+        .binds
+        .iter()
+        .map(|b| BindMount {
+            source: b.source.clone(),
+            target: b.target.clone().unwrap_or_else(|| b.source.clone()),
+            writable: b.writable,
+        })
+        .collect();
+    let plan = Plan {
+        job_id,
+        argv: a.command.clone(),
+        env,
+        uid: p.job.uid.0,
+        gid: p.job.gid.0,
+        hostname: p.job.hostname.clone(),
+        rootfs: p.filesystem.rootfs.clone(),
+        writable_root: p.filesystem.writable_root,
+        workspace: a.workspace.clone(),
+        tmpfs_size: p.filesystem.tmpfs_size.0,
+        shm_size: p.filesystem.shm_size.0,
+        hidden: p.filesystem.hidden.clone(),
+        binds,
+        files,
+        limits: Limits {
+            memory: p.limits.memory.map(|m| m.0),
+            pids: p.limits.pids,
+            cpus: (p.limits.cpus > 0.0).then_some(p.limits.cpus),
+            open_files: p.limits.open_files as u64,
+            file_size: p.limits.file_size.map(|s| s.0),
+        },
+        timeout: p.job.timeout.0,
+        kill_grace: p.job.kill_grace.0,
+        seccomp: p.security.seccomp,
+        landlock: p.security.landlock,
+        writable: p.security.writable.clone(),
+        stdin: p.job.stdin,
+        mask: secrets.clone(),
+        state_root,
+        net_setup: None,
+    };
+    Ok((plan, secrets))
 }

@@ -1,0 +1,143 @@
+//! The policy file's schema: the source of truth for every setting of a job's sandbox.
+//! Types reject impossible values while deserializing, so errors carry the file position.
+
+use crate::units::{Dur, Size};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    #[serde(default = "one")]
+    pub version: u32,
+    #[serde(default)]
+    pub job: Job,
+    #[serde(default)]
+    pub filesystem: Filesystem,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub security: Security,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A uid or gid of the job: any value but 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct JobId(pub u32);
+
+impl<'de> Deserialize<'de> for JobId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = i64::deserialize(d)?;
+        match v {
+            0 => Err(serde::de::Error::custom("must not be 0: a job never runs as root")),
+            1..=65535 => Ok(JobId(v as u32)),
+            _ => Err(serde::de::Error::custom(format!("{v} is out of range (1 to 65535)"))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Job {
+    pub uid: JobId,
+    pub gid: JobId,
+    pub hostname: String,
+    pub env: BTreeMap<String, String>,
+    pub env_pass: Vec<String>,
+    pub stdin: bool,
+    pub timeout: Dur,
+    pub kill_grace: Dur,
+}
+
+impl Default for Job {
+    fn default() -> Self {
+        Job {
+            uid: JobId(1000),
+            gid: JobId(1000),
+            hostname: String::new(),
+            env: BTreeMap::new(),
+            env_pass: Vec::new(),
+            stdin: false,
+            timeout: Dur(std::time::Duration::from_secs(3600)),
+            kill_grace: Dur(std::time::Duration::from_secs(5)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Filesystem {
+    pub rootfs: PathBuf,
+    pub writable_root: bool,
+    pub tmpfs_size: Size,
+    pub shm_size: Size,
+    pub hidden: Vec<PathBuf>,
+    pub binds: Vec<Bind>,
+}
+
+impl Default for Filesystem {
+    fn default() -> Self {
+        Filesystem {
+            rootfs: PathBuf::from("/"),
+            writable_root: false,
+            tmpfs_size: Size(512 << 20),
+            shm_size: Size(64 << 20),
+            hidden: Vec::new(),
+            binds: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bind {
+    pub source: PathBuf,
+    #[serde(default)]
+    pub target: Option<PathBuf>,
+    #[serde(default)]
+    pub writable: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub memory: Option<Size>,
+    pub pids: Option<u32>,
+    pub cpus: f64,
+    pub open_files: u32,
+    pub file_size: Option<Size>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory: Some(Size(4 << 30)),
+            pids: Some(1024),
+            cpus: 0.0,
+            open_files: 4096,
+            file_size: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Security {
+    pub seccomp: bool,
+    pub landlock: bool,
+    pub writable: Vec<PathBuf>,
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Security {
+            seccomp: true,
+            landlock: true,
+            writable: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! The job's filesystem view: a read-only root (or a throw-away overlay), fresh tmpfs, /dev, /proc
+//! and /sys, hidden secrets, the workspace and binds; then pivot_root so the host is out of reach.
+//! Mount targets are resolved inside the new root with openat2(RESOLVE_IN_ROOT), never by strings.
+
+use crate::error::{Step, StepError};
+use crate::plan::{HIDDEN, Plan};
+use crate::sys::{self, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
+use std::fs;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Host-side paths prepared by the supervisor for this job.
+pub struct JobPaths {
+    pub dir: PathBuf,
+    pub newroot: PathBuf,
+    pub workspace: PathBuf,
+    /// An empty file with mode 000, bound over hidden files.
+    pub hidden_file: PathBuf,
+    /// (host file, target inside the sandbox) for plan.files.
+    pub files: Vec<(PathBuf, PathBuf)>,
+}
+
+const MS_BIND: libc::c_ulong = libc::MS_BIND;
+const MS_REC: libc::c_ulong = libc::MS_REC;
+const TMPFS_FLAGS: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV;
+
+/// Docker's masked /proc paths: hidden from the job.
+const PROC_MASKED: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/proc/sysrq-trigger",
+];
+const PROC_READONLY: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys"];
+const SYS_MASKED: &[&str] = &["/sys/firmware", "/sys/devices/virtual/powercap", "/sys/kernel/debug"];
+const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+/// A mount target inside the new root, held open so it cannot be swapped under us.
+struct Target {
+    fd: OwnedFd,
+}
+
+impl Target {
+    fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
+    }
+}
+
+struct Root {
+    fd: OwnedFd,
+}
+
+impl Root {
+    fn open(path: &Path) -> Result<Root, StepError> {
+        let fd = sys::open_dir(path).step(|| format!("open new root {}", path.display()))?;
+        Ok(Root { fd })
+    }
+
+    fn at(&self, inside: &Path) -> io::Result<Target> {
+        Ok(Target {
+            fd: sys::open_in_root(&self.fd, inside)?,
+        })
+    }
+
+    /// Creates a missing mount point (a directory, or an empty file when `file`), resolving the
+    /// parent inside the root first.
+    fn ensure(&self, inside: &Path, file: bool) -> io::Result<Target> {
+        match self.at(inside) {
+            Ok(t) => return Ok(t),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            Err(_) => {}
+        }
+        let parent = inside.parent().unwrap_or(Path::new("/"));
+        let name = inside.file_name().ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let p = self.ensure(parent, false)?;
+        let created = p.path().join(name);
+        if file {
+            fs::OpenOptions::new().create(true).truncate(false).write(true).open(&created)?;
+        } else {
+            match fs::DirBuilder::new().mode(0o755).create(&created) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.at(inside)
+    }
+}
+
+fn tmpfs(t: &Target, size: u64, mode: u32, what: &str) -> Result<(), StepError> {
+    sys::mount(
+        Some(Path::new("tmpfs")),
+        &t.path(),
+        Some("tmpfs"),
+        TMPFS_FLAGS,
+        Some(&format!("size={size},mode={mode:o}")),
+    )
+    .step(|| format!("mount tmpfs on {what}"))
+}
+
+/// Binds `src` over `inside` (which must exist), then sets flags on the new mount: the target fd
+/// still names the covered directory, so the mount is reached by resolving the path again.
+fn bind(root: &Root, src: &Path, inside: &Path, writable: bool) -> Result<(), StepError> {
+    let t = root.at(inside).step(|| format!("open mount point {}", inside.display()))?;
+    sys::mount(Some(src), &t.path(), None, MS_BIND | MS_REC, None)
+        .step(|| format!("bind {} on {}", src.display(), inside.display()))?;
+    let t = root.at(inside).step(|| format!("reopen {}", inside.display()))?;
+    let mut attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    if !writable {
+        attrs |= MOUNT_ATTR_RDONLY;
+    }
+    sys::mount_setattr(&t.path(), true, attrs, None)
+        .step(|| format!("make {} {}", inside.display(), if writable { "nosuid" } else { "read-only" }))
+}
+
+/// Expands the `*` components of hidden-path patterns against the host's rootfs.
+fn expand(rootfs: &Path, pattern: &str) -> Vec<PathBuf> {
+    let mut out = vec![PathBuf::from("/")];
+    for comp in Path::new(pattern).components().skip(1) {
+        let c = comp.as_os_str().to_string_lossy();
+        let mut next = Vec::new();
+        for base in &out {
+            if let Some(prefix) = c.strip_suffix('*').filter(|_| c.contains('*')) {
+                if let Ok(rd) = fs::read_dir(rootfs.join(base.strip_prefix("/").unwrap_or(base))) {
+                    for e in rd.flatten() {
+                        if e.file_name().to_string_lossy().starts_with(prefix) {
+                            next.push(base.join(e.file_name()));
+                        }
+                    }
+                }
+            } else {
+                next.push(base.join(&*c));
+            }
+        }
+        out = next;
+    }
+    out.sort();
+    out
+}
+
+/// Builds the job's root at `paths.newroot` and pivots into it. Runs in the sandbox's init, as
+/// root of the job's user namespace, in its fresh mount namespace.
+pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
+    // Nothing we mount may propagate back to the host.
+    sys::mount(None, Path::new("/"), None, MS_REC | libc::MS_PRIVATE, None)
+        .step(|| "make mounts private".into())?;
+
+    let root_path = if plan.writable_root {
+        sys::mount(
+            Some(Path::new("tmpfs")),
+            &paths.newroot,
+            Some("tmpfs"),
+            TMPFS_FLAGS,
+            Some(&format!("size={},mode=755", plan.tmpfs_size)),
+        )
+        .step(|| "mount tmpfs for the overlay's upper layer".into())?;
+        for d in ["upper", "work", "merged"] {
+            fs::create_dir(paths.newroot.join(d)).step(|| format!("create overlay {d} dir"))?;
+        }
+        let merged = paths.newroot.join("merged");
+        let opts = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            plan.rootfs.display(),
+            paths.newroot.join("upper").display(),
+            paths.newroot.join("work").display()
+        );
+        sys::mount(Some(Path::new("overlay")), &merged, Some("overlay"), libc::MS_NOSUID, Some(&opts))
+            .step(|| "mount the writable-root overlay".into())?;
+        merged
+    } else {
+        sys::mount(Some(&plan.rootfs), &paths.newroot, None, MS_BIND | MS_REC, None)
+            .step(|| format!("bind rootfs {}", plan.rootfs.display()))?;
+        sys::mount_setattr(&paths.newroot, true, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, None)
+            .step(|| "make the root read-only".into())?;
+        paths.newroot.clone()
+    };
+    let root = Root::open(&root_path)?;
+
+    // Fresh, size-limited scratch space.
+    for (dir, mode) in [("/tmp", 0o1777), ("/var/tmp", 0o1777), ("/run", 0o755)] {
+        let t = root.ensure(Path::new(dir), false).step(|| format!("mount point {dir}"))?;
+        tmpfs(&t, plan.tmpfs_size, mode, dir)?;
+    }
+
+    mount_dev(&root, plan.shm_size)?;
+    mount_proc(&root)?;
+    mount_sys(&root)?;
+
+    // Hidden paths: an empty, unreadable directory or file over each one that exists.
+    let mut hidden_dirs = Vec::new();
+    let patterns = HIDDEN
+        .iter()
+        .map(|s| s.to_string())
+        .chain(plan.hidden.iter().map(|p| p.to_string_lossy().into_owned()));
+    for pat in patterns {
+        for p in expand(&plan.rootfs, &pat) {
+            let Ok(t) = root.at(&p) else { continue };
+            let meta = fs::metadata(t.path()).step(|| format!("stat hidden path {}", p.display()))?;
+            if meta.is_dir() {
+                tmpfs(&t, 1 << 20, 0o000, &p.to_string_lossy())?;
+                hidden_dirs.push(p);
+            } else {
+                bind(&root, &paths.hidden_file, &p, false)?;
+            }
+        }
+    }
+
+    // The workspace and the binds the policy asks for, then the files made for the job.
+    let mut binds: Vec<(PathBuf, PathBuf, bool)> = vec![(paths.workspace.clone(), paths.workspace.clone(), true)];
+    binds.extend(plan.binds.iter().map(|b| (b.source.clone(), b.target.clone(), b.writable)));
+    for (src, target, writable) in binds {
+        let is_file = fs::metadata(&src).step(|| format!("bind source {}", src.display()))?.is_file();
+        root.ensure(&target, is_file)
+            .step(|| format!("bind target {} (missing in the rootfs)", target.display()))?;
+        bind(&root, &src, &target, writable)?;
+    }
+    for (src, target) in &paths.files {
+        root.ensure(target, true)
+            .step(|| format!("file target {} (missing in the rootfs)", target.display()))?;
+        bind(&root, src, target, false)?;
+    }
+    // Mount points inside hidden dirs exist now; seal the dirs themselves.
+    for p in hidden_dirs {
+        let t = root.at(&p).step(|| format!("reopen hidden dir {}", p.display()))?;
+        sys::mount_setattr(&t.path(), false, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, None)
+            .step(|| format!("make hidden {} read-only", p.display()))?;
+    }
+
+    drop(root);
+    // pivot_root(".", ".") stacks the old root under the new one; detaching it leaves only ours.
+    sys::chdir(&root_path).step(|| "chdir to the new root".into())?;
+    sys::pivot_root(Path::new("."), Path::new(".")).step(|| "pivot_root".into())?;
+    sys::umount_detach(Path::new(".")).step(|| "detach the host root".into())?;
+    sys::chdir(Path::new("/")).step(|| "chdir /".into())?;
+    Ok(())
+}
+
+fn mount_dev(root: &Root, shm_size: u64) -> Result<(), StepError> {
+    let t = root.ensure(Path::new("/dev"), false).step(|| "mount point /dev".into())?;
+    tmpfs(&t, 1 << 20, 0o755, "/dev")?;
+    // The fd still names the covered directory; reopen to reach the new tmpfs.
+    let t = root.at(Path::new("/dev")).step(|| "reopen /dev".into())?;
+    let dev = t.path();
+    for d in DEVICES {
+        let host = Path::new("/dev").join(d);
+        if !host.exists() {
+            continue;
+        }
+        fs::File::create(dev.join(d)).step(|| format!("create /dev/{d}"))?;
+        let inside = Path::new("/dev").join(d);
+        let node = root.at(&inside).step(|| format!("open /dev/{d}"))?;
+        sys::mount(Some(&host), &node.path(), None, MS_BIND, None).step(|| format!("bind /dev/{d}"))?;
+        let node = root.at(&inside).step(|| format!("reopen /dev/{d}"))?;
+        sys::mount_setattr(&node.path(), false, MOUNT_ATTR_NOSUID, None).step(|| format!("nosuid /dev/{d}"))?;
+    }
+    fs::create_dir(dev.join("pts")).step(|| "create /dev/pts".into())?;
+    fs::create_dir(dev.join("shm")).step(|| "create /dev/shm".into())?;
+    let pts = root.at(Path::new("/dev/pts")).step(|| "open /dev/pts".into())?;
+    sys::mount(
+        Some(Path::new("devpts")),
+        &pts.path(),
+        Some("devpts"),
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )
+    .step(|| "mount devpts".into())?;
+    let shm = root.at(Path::new("/dev/shm")).step(|| "open /dev/shm".into())?;
+    tmpfs(&shm, shm_size, 0o1777, "/dev/shm")?;
+    for (link, to) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        std::os::unix::fs::symlink(to, dev.join(link)).step(|| format!("link /dev/{link}"))?;
+    }
+    // No new device nodes and nothing else written to /dev after this point.
+    let t = root.at(Path::new("/dev")).step(|| "reopen /dev".into())?;
+    sys::mount_setattr(&t.path(), false, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, None).step(|| "make /dev read-only".into())?;
+    Ok(())
+}
+
+fn mask(root: &Root, p: &str) -> Result<(), StepError> {
+    let Ok(t) = root.at(Path::new(p)) else { return Ok(()) };
+    let meta = fs::metadata(t.path()).step(|| format!("stat {p}"))?;
+    if meta.is_dir() {
+        sys::mount(
+            Some(Path::new("tmpfs")),
+            &t.path(),
+            Some("tmpfs"),
+            libc::MS_RDONLY | TMPFS_FLAGS,
+            Some("size=0,mode=000"),
+        )
+        .step(|| format!("mask {p}"))
+    } else {
+        sys::mount(Some(Path::new("/dev/null")), &t.path(), None, MS_BIND, None).step(|| format!("mask {p}"))?;
+        let t = root.at(Path::new(p)).step(|| format!("reopen {p}"))?;
+        sys::mount_setattr(&t.path(), false, MOUNT_ATTR_RDONLY, None).step(|| format!("mask {p} read-only"))
+    }
+}
+
+fn read_only_self(root: &Root, p: &str) -> Result<(), StepError> {
+    let Ok(t) = root.at(Path::new(p)) else { return Ok(()) };
+    sys::mount(Some(&t.path()), &t.path(), None, MS_BIND | MS_REC, None).step(|| format!("bind {p} onto itself"))?;
+    let t = root.at(Path::new(p)).step(|| format!("reopen {p}"))?;
+    sys::mount_setattr(&t.path(), true, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, None)
+        .step(|| format!("make {p} read-only"))
+}
+
+fn mount_proc(root: &Root) -> Result<(), StepError> {
+    let t = root.ensure(Path::new("/proc"), false).step(|| "mount point /proc".into())?;
+    sys::mount(
+        Some(Path::new("proc")),
+        &t.path(),
+        Some("proc"),
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        None,
+    )
+    .step(|| "mount /proc".into())?;
+    for p in PROC_MASKED {
+        mask(root, p)?;
+    }
+    for p in PROC_READONLY {
+        read_only_self(root, p)?;
+    }
+    Ok(())
+}
+
+fn mount_sys(root: &Root) -> Result<(), StepError> {
+    let t = root.ensure(Path::new("/sys"), false).step(|| "mount point /sys".into())?;
+    // A fresh sysfs shows only this network namespace's devices; fall back to the host's, read-only.
+    let fresh = sys::mount(
+        Some(Path::new("sysfs")),
+        &t.path(),
+        Some("sysfs"),
+        libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        None,
+    );
+    if fresh.is_err() {
+        sys::mount(Some(Path::new("/sys")), &t.path(), None, MS_BIND | MS_REC, None).step(|| "bind /sys".into())?;
+        let t = root.at(Path::new("/sys")).step(|| "reopen /sys".into())?;
+        sys::mount_setattr(&t.path(), true, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, None)
+            .step(|| "make /sys read-only".into())?;
+    }
+    for p in SYS_MASKED {
+        mask(root, p)?;
+    }
+    Ok(())
+}
+
+/// Sets up the host-side files the mounts need: the mode-000 file bound over hidden files.
+pub fn prepare_hidden_file(path: &Path) -> io::Result<()> {
+    fs::File::create(path)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expand_globs_against_a_tree() {
+        let d = std::env::temp_dir().join(format!("stockade-expand-{}", std::process::id()));
+        fs::create_dir_all(d.join("opt/runner-a")).unwrap();
+        fs::create_dir_all(d.join("opt/runner-b")).unwrap();
+        fs::write(d.join("opt/runner-a/.runner"), "").unwrap();
+        let got = expand(&d, "/opt/*/.runner");
+        assert_eq!(got, vec![PathBuf::from("/opt/runner-a/.runner"), PathBuf::from("/opt/runner-b/.runner")]);
+        assert_eq!(expand(&d, "/etc/shadow"), vec![PathBuf::from("/etc/shadow")]);
+        fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -1,0 +1,122 @@
+//! Host-side state of a job (its directory, owner record, cgroups) and the garbage collector that
+//! removes what a killed supervisor could not: the fourth layer of "leave nothing behind".
+
+use crate::cgroup;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Default state root: /var/lib/stockade as root, a per-user directory otherwise.
+pub fn default_state_root() -> PathBuf {
+    if crate::sys::getuid() == 0 {
+        PathBuf::from("/var/lib/stockade")
+    } else if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR") {
+        PathBuf::from(x).join("stockade")
+    } else {
+        std::env::temp_dir().join(format!("stockade-{}", crate::sys::getuid()))
+    }
+}
+
+pub fn jobs_dir(state_root: &Path) -> PathBuf {
+    state_root.join("jobs")
+}
+
+/// Creates `state_root/jobs/<id>`; traversable (0711) so the job's unprivileged ids can reach
+/// their workspace, listable by no one else.
+pub fn create_job_dir(state_root: &Path, id: &str) -> io::Result<PathBuf> {
+    let jobs = jobs_dir(state_root);
+    fs::DirBuilder::new().recursive(true).mode(0o711).create(&jobs)?;
+    fs::set_permissions(state_root, fs::Permissions::from_mode(0o711))?;
+    fs::set_permissions(&jobs, fs::Permissions::from_mode(0o711))?;
+    let dir = jobs.join(id);
+    fs::DirBuilder::new().mode(0o711).create(&dir)?;
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o711))?;
+    Ok(dir)
+}
+
+/// A new job id that also names its supervisor: "<random hex>.<pid>.<start time>", so that gc
+/// can tell a live job from a dead one from the id alone, whatever state root it used.
+pub fn new_job_id() -> String {
+    let pid = std::process::id() as i32;
+    let mut rnd = [0u8; 4];
+    if let Ok(mut f) = fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut rnd);
+    }
+    let hex: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
+    let start = owner_record(pid).and_then(|r| r.split_whitespace().nth(1).map(String::from)).unwrap_or_default();
+    format!("{hex}.{pid}.{start}")
+}
+
+/// "pid starttime": a pid alone is reused, the pair is not.
+fn owner_record(pid: i32) -> Option<String> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let start = after.split_whitespace().nth(19)?;
+    Some(format!("{pid} {start}"))
+}
+
+/// Whether the supervisor named in a job id still runs.
+pub fn owner_alive(id: &str) -> bool {
+    let mut parts = id.split('.');
+    let (Some(_), Some(pid), Some(start)) = (parts.next(), parts.next(), parts.next()) else { return false };
+    let Ok(pid) = pid.parse::<i32>() else { return false };
+    owner_record(pid).is_some_and(|now| now == format!("{pid} {start}"))
+}
+
+/// Removes a job directory; the workspace inside it may hold files of the job's uid.
+pub fn remove_job_dir(dir: &Path) -> io::Result<()> {
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
+}
+
+/// What `gc` found and removed.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct GcReport {
+    pub jobs_removed: Vec<String>,
+    pub cgroups_removed: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+/// Removes the state of every job whose supervisor is gone: kills what is left in its cgroups,
+/// removes the cgroups and the job directory.
+pub fn gc(state_root: &Path) -> GcReport {
+    let mut rep = GcReport::default();
+    let mut live = Vec::new();
+    if let Ok(rd) = fs::read_dir(jobs_dir(state_root)) {
+        for e in rd.flatten() {
+            let dir = e.path();
+            let id = e.file_name().to_string_lossy().into_owned();
+            if owner_alive(&id) {
+                live.push(id);
+                continue;
+            }
+            // A crashed job may still have mounts in our namespace only if someone entered it;
+            // its own mount namespace died with its processes.
+            match remove_job_dir(&dir) {
+                Ok(()) => rep.jobs_removed.push(id),
+                Err(err) => rep.errors.push(format!("{}: {err}", dir.display())),
+            }
+        }
+    }
+    for (ctrl, dir) in cgroup::all_job_dirs() {
+        let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if live.contains(&id) || owner_alive(&id) {
+            continue;
+        }
+        match ctrl {
+            None => cgroup::kill_dirs(Some(&dir), std::iter::empty()),
+            Some(c) => cgroup::kill_dirs(None, std::iter::once((c, dir.as_path()))),
+        }
+        let left = cgroup::remove_dirs(std::iter::once(dir.as_path()));
+        if left.is_empty() {
+            rep.cgroups_removed.push(dir.display().to_string());
+        } else {
+            rep.errors.extend(left);
+        }
+    }
+    rep
+}

@@ -1,0 +1,766 @@
+//! Thin, safe wrappers over the raw Linux syscalls the sandbox needs and no crate wraps well
+//! (clone3 into a cgroup, mount_setattr, pivot_root, seccomp listeners, SCM_RIGHTS). All of the
+//! workspace's `unsafe` lives in this file, each block with the reason it is sound.
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, CString, OsStr};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+pub type Pid = libc::pid_t;
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r == -1 { Err(io::Error::last_os_error()) } else { Ok(r) }
+}
+
+fn cvt_long(r: libc::c_long) -> io::Result<libc::c_long> {
+    if r == -1 { Err(io::Error::last_os_error()) } else { Ok(r) }
+}
+
+pub fn cstr(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+pub fn cstr_os(s: &OsStr) -> io::Result<CString> {
+    CString::new(s.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+pub const CLONE_INTO_CGROUP: u64 = 0x200000000;
+
+/// Outcome of a fork-like clone: we are either the parent (with the child's pid and pidfd) or the child.
+pub enum Forked {
+    Parent { pid: Pid, pidfd: OwnedFd },
+    Child,
+}
+
+/// clone3 without a new stack: behaves like fork(2) but can create namespaces, return a pidfd and
+/// place the child in a cgroup v2 directory atomically.
+///
+/// The caller must be single-threaded, as for fork(2): the child continues on a copy of this stack.
+pub fn clone3_fork(flags: u64, cgroup: Option<RawFd>) -> io::Result<Forked> {
+    let mut pidfd: libc::c_int = -1;
+    let mut args = CloneArgs {
+        flags: flags | libc::CLONE_PIDFD as u64 | cgroup.map_or(0, |_| CLONE_INTO_CGROUP),
+        pidfd: &mut pidfd as *mut libc::c_int as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup.map_or(0, |fd| fd as u64),
+        ..Default::default()
+    };
+    // SAFETY: clone3 with stack == 0 duplicates the calling thread like fork(2); `args` and `pidfd`
+    // outlive the call, and the size passed matches the struct. The caller guarantees the process
+    // is single-threaded, so the child's copy of memory holds no lock owned by another thread.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    let r = cvt_long(r)?;
+    if r == 0 {
+        Ok(Forked::Child)
+    } else {
+        // SAFETY: the kernel stored a fresh pidfd in `pidfd` because CLONE_PIDFD was set and the
+        // call succeeded; nothing else owns it.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+        Ok(Forked::Parent {
+            pid: r as Pid,
+            pidfd,
+        })
+    }
+}
+
+/// Plain fork, used inside the sandbox's init (which is single-threaded) to start the job.
+pub fn fork() -> io::Result<Option<Pid>> {
+    // SAFETY: only called from the single-threaded init process of the sandbox.
+    let r = cvt(unsafe { libc::fork() })?;
+    Ok(if r == 0 { None } else { Some(r) })
+}
+
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit ends the process without running destructors, which is what a forked child
+    // must do so that it does not flush or drop the parent's state.
+    unsafe { libc::_exit(code) }
+}
+
+pub fn unshare(flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: unshare takes only flags and touches no memory of ours.
+    cvt(unsafe { libc::unshare(flags) }).map(drop)
+}
+
+pub fn mount(
+    src: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> io::Result<()> {
+    let src = src.map(cstr).transpose()?;
+    let target = cstr(target)?;
+    let fstype = fstype.map(|s| CString::new(s).expect("static fs name"));
+    let data = data
+        .map(|s| CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL)))
+        .transpose()?;
+    // SAFETY: every pointer is either null or a valid NUL-terminated string that outlives the call.
+    cvt(unsafe {
+        libc::mount(
+            src.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+            target.as_ptr(),
+            fstype.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+            flags,
+            data.as_ref().map_or(std::ptr::null(), |s| s.as_ptr().cast()),
+        )
+    })
+    .map(drop)
+}
+
+pub fn umount_detach(target: &Path) -> io::Result<()> {
+    let t = cstr(target)?;
+    // SAFETY: `t` is a valid C string for the duration of the call.
+    cvt(unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) }).map(drop)
+}
+
+pub fn pivot_root(new_root: &Path, put_old: &Path) -> io::Result<()> {
+    let n = cstr(new_root)?;
+    let o = cstr(put_old)?;
+    // SAFETY: both are valid C strings for the duration of the call.
+    cvt_long(unsafe { libc::syscall(libc::SYS_pivot_root, n.as_ptr(), o.as_ptr()) }).map(drop)
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub const MOUNT_ATTR_IDMAP: u64 = 0x100000;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+
+/// Sets mount attributes on a whole mount tree (`recursive`) or one mount, e.g. read-only.
+pub fn mount_setattr(
+    path: &Path,
+    recursive: bool,
+    set: u64,
+    userns_fd: Option<RawFd>,
+) -> io::Result<()> {
+    let p = cstr(path)?;
+    let mut attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns_fd.map_or(0, |f| f as u64),
+    };
+    let flags = if recursive { AT_RECURSIVE } else { 0 };
+    // SAFETY: `p` and `attr` are valid for the call and the size matches the struct.
+    cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            p.as_ptr(),
+            flags,
+            &mut attr as *mut MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })
+    .map(drop)
+}
+
+/// open_tree(OPEN_TREE_CLONE): a detached copy of a mount, to be id-mapped and attached.
+pub fn open_tree_clone(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
+    let p = cstr(path)?;
+    let flags = 1 /* OPEN_TREE_CLONE */ | libc::O_CLOEXEC as libc::c_uint
+        | if recursive { AT_RECURSIVE } else { 0 };
+    // SAFETY: `p` is a valid C string; on success the kernel returns a new fd we own.
+    let fd = cvt_long(unsafe {
+        libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, p.as_ptr(), flags)
+    })?;
+    // SAFETY: fd was just returned by the kernel and is owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+pub fn mount_setattr_fd(fd: &OwnedFd, set: u64, userns_fd: RawFd) -> io::Result<()> {
+    let empty = c"";
+    let mut attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns_fd as u64,
+    };
+    // SAFETY: `empty` and `attr` are valid for the call; AT_EMPTY_PATH makes the kernel act on fd.
+    cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+            &mut attr as *mut MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })
+    .map(drop)
+}
+
+pub fn move_mount_fd(fd: &OwnedFd, target: &Path) -> io::Result<()> {
+    let empty = c"";
+    let t = cstr(target)?;
+    // SAFETY: valid strings for the call; MOVE_MOUNT_F_EMPTY_PATH (0x4) attaches the detached tree fd.
+    cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            0x4u32,
+        )
+    })
+    .map(drop)
+}
+
+pub fn sethostname(name: &str) -> io::Result<()> {
+    // SAFETY: pointer and length describe `name`'s bytes.
+    cvt(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) }).map(drop)
+}
+
+pub fn setresuid(uid: u32) -> io::Result<()> {
+    // SAFETY: plain integer arguments.
+    cvt(unsafe { libc::setresuid(uid, uid, uid) }).map(drop)
+}
+
+pub fn setresgid(gid: u32) -> io::Result<()> {
+    // SAFETY: plain integer arguments.
+    cvt(unsafe { libc::setresgid(gid, gid, gid) }).map(drop)
+}
+
+pub fn setgroups_empty() -> io::Result<()> {
+    // SAFETY: a zero-length list with a null pointer is valid for setgroups.
+    cvt(unsafe { libc::setgroups(0, std::ptr::null()) }).map(drop)
+}
+
+pub fn setsid() -> io::Result<()> {
+    // SAFETY: no arguments.
+    cvt(unsafe { libc::setsid() }).map(drop)
+}
+
+pub fn prctl(op: libc::c_int, a: libc::c_ulong) -> io::Result<()> {
+    // SAFETY: every prctl op used here takes integer arguments only.
+    cvt(unsafe { libc::prctl(op, a, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) })
+        .map(drop)
+}
+
+pub fn setrlimit(res: libc::__rlimit_resource_t, soft: u64, hard: u64) -> io::Result<()> {
+    let l = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: `l` is a valid rlimit for the duration of the call.
+    cvt(unsafe { libc::setrlimit(res, &l) }).map(drop)
+}
+
+pub fn getrlimit(res: libc::__rlimit_resource_t) -> io::Result<(u64, u64)> {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `l` is a valid, writable rlimit.
+    cvt(unsafe { libc::getrlimit(res, &mut l) })?;
+    Ok((l.rlim_cur, l.rlim_max))
+}
+
+pub fn dup2(from: RawFd, to: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 on integer fds; at worst it fails with EBADF.
+    cvt(unsafe { libc::dup2(from, to) }).map(drop)
+}
+
+/// Closes fds first..=last, so nothing of the supervisor reaches the job.
+pub fn close_range(first: u32, last: u32) -> io::Result<()> {
+    // SAFETY: close_range on integer fds; the only caller is a forked child about to exec, in
+    // which no live Rust object owns these fds any more.
+    cvt_long(unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) }).map(drop)
+}
+
+pub fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: the pointer and length describe `buf`, which is writable.
+    let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r as usize) }
+}
+
+/// Executes `path` with argv and envp; returns only on failure.
+pub fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {
+    let mut a: Vec<*const libc::c_char> = argv.iter().map(|s| s.as_ptr()).collect();
+    a.push(std::ptr::null());
+    let mut e: Vec<*const libc::c_char> = envp.iter().map(|s| s.as_ptr()).collect();
+    e.push(std::ptr::null());
+    // SAFETY: both arrays are NULL-terminated and point into CStrings that outlive the call.
+    unsafe { libc::execve(path.as_ptr(), a.as_ptr(), e.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+pub fn kill(pid: Pid, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: integer arguments.
+    cvt(unsafe { libc::kill(pid, sig) }).map(drop)
+}
+
+pub fn pidfd_send_signal(pidfd: &OwnedFd, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: a valid pidfd, no siginfo.
+    cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    })
+    .map(drop)
+}
+
+/// The decoded status of a reaped child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitStatus {
+    Exited(i32),
+    Signaled(i32),
+}
+
+/// waitpid; `Ok(None)` when WNOHANG found nothing.
+pub fn waitpid(pid: Pid, nohang: bool) -> io::Result<Option<(Pid, WaitStatus)>> {
+    let mut st: libc::c_int = 0;
+    loop {
+        // SAFETY: `st` is a valid out-pointer.
+        let r = unsafe { libc::waitpid(pid, &mut st, if nohang { libc::WNOHANG } else { 0 }) };
+        if r == -1 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if r == 0 {
+            return Ok(None);
+        }
+        let status = if libc::WIFEXITED(st) {
+            WaitStatus::Exited(libc::WEXITSTATUS(st))
+        } else if libc::WIFSIGNALED(st) {
+            WaitStatus::Signaled(libc::WTERMSIG(st))
+        } else {
+            continue;
+        };
+        return Ok(Some((r, status)));
+    }
+}
+
+/// Blocks `sigs` for this thread and returns a signalfd that reports them.
+pub fn signalfd(sigs: &[libc::c_int]) -> io::Result<OwnedFd> {
+    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it; the pointers are valid.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in sigs {
+            libc::sigaddset(&mut set, *s);
+        }
+        cvt(libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()))?;
+        let fd = cvt(libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK))?;
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+/// Unblocks every signal and restores default dispositions, for a child about to exec.
+pub fn reset_signals() {
+    // SAFETY: sigset_t is plain data; resetting dispositions to SIG_DFL is always valid.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        for s in 1..32 {
+            if s != libc::SIGKILL && s != libc::SIGSTOP {
+                libc::signal(s, libc::SIG_DFL);
+            }
+        }
+    }
+}
+
+/// Reads one signal number from a signalfd, or None when none is pending.
+pub fn read_signalfd(fd: &OwnedFd) -> Option<i32> {
+    // SAFETY: signalfd_siginfo is plain data, and the read size matches it.
+    unsafe {
+        let mut info: libc::signalfd_siginfo = std::mem::zeroed();
+        let n = libc::read(
+            fd.as_raw_fd(),
+            (&mut info as *mut libc::signalfd_siginfo).cast(),
+            std::mem::size_of::<libc::signalfd_siginfo>(),
+        );
+        (n == std::mem::size_of::<libc::signalfd_siginfo>() as isize).then_some(info.ssi_signo as i32)
+    }
+}
+
+/// poll(2) over fds for readability; returns which are readable (or hung up).
+pub fn poll_read(fds: &[RawFd], timeout_ms: i32) -> io::Result<Vec<bool>> {
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `p` is a valid array of `p.len()` pollfd entries.
+    let r = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) };
+    if r == -1 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(vec![false; fds.len()]);
+        }
+        return Err(e);
+    }
+    Ok(p.iter().map(|x| x.revents != 0).collect())
+}
+
+/// A connected SOCK_SEQPACKET pair: message boundaries are kept, and fds can ride along.
+pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors socketpair writes.
+    cvt(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
+    // SAFETY: both fds were just created and are owned by no one else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Sends one message, with optional fds as SCM_RIGHTS.
+pub fn send_msg(sock: RawFd, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: CMSG_SPACE is a pure computation.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of_val(fds) as u32) } as usize;
+    let mut cbuf = vec![0u8; if fds.is_empty() { 0 } else { space }];
+    // SAFETY: msghdr is plain data; we fill it with pointers into `iov` and `cbuf`, which outlive
+    // sendmsg; the control message is written inside `cbuf`, sized by CMSG_SPACE.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        if !fds.is_empty() {
+            msg.msg_control = cbuf.as_mut_ptr().cast();
+            msg.msg_controllen = cbuf.len();
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of_val(fds) as u32) as usize;
+            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(c).cast(), fds.len());
+        }
+        loop {
+            let r = libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL);
+            if r >= 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Receives one message (up to 64 KiB) and any fds that came with it (CLOEXEC).
+pub fn recv_msg(sock: RawFd) -> io::Result<(Vec<u8>, Vec<OwnedFd>)> {
+    let mut buf = vec![0u8; 65536];
+    let mut cbuf = vec![0u8; 512];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr points into `iov`/`cbuf`, which outlive recvmsg; the kernel bounds what it
+    // writes by the lengths given; received fds are taken into OwnedFd exactly once.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = cbuf.len();
+        let n = loop {
+            let r = libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC);
+            if r >= 0 {
+                break r as usize;
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        };
+        let mut fds = Vec::new();
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(c) as *const RawFd;
+                let count = ((*c).cmsg_len - libc::CMSG_LEN(0) as usize) / std::mem::size_of::<RawFd>();
+                for i in 0..count {
+                    fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+        buf.truncate(n);
+        Ok((buf, fds))
+    }
+}
+
+/// Brings a network interface (here: `lo`) up in the current network namespace.
+pub fn interface_up(name: &str) -> io::Result<()> {
+    // SAFETY: ifreq is plain data; the name fits (checked); the socket is closed via OwnedFd.
+    unsafe {
+        let s = cvt(libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0))?;
+        let sock = OwnedFd::from_raw_fd(s);
+        let mut req: libc::ifreq = std::mem::zeroed();
+        if name.len() >= req.ifr_name.len() {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        for (i, b) in name.bytes().enumerate() {
+            req.ifr_name[i] = b as libc::c_char;
+        }
+        cvt(libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req))?;
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        cvt(libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req))?;
+    }
+    Ok(())
+}
+
+/// Installs a classic-BPF seccomp filter on this thread's process. With `listener`, returns the
+/// user-notification fd through which the supervisor answers (and counts) denied calls.
+pub fn seccomp_install(prog: &[libc::sock_filter], listener: bool) -> io::Result<Option<OwnedFd>> {
+    let fprog = libc::sock_fprog {
+        len: prog.len() as libc::c_ushort,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
+    let flags: libc::c_ulong = if listener { 1 << 3 /* NEW_LISTENER */ } else { 0 };
+    // SAFETY: `fprog` points at `prog`, which outlives the call; the kernel copies the program.
+    let r = cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            1 as libc::c_ulong, /* SECCOMP_SET_MODE_FILTER */
+            flags,
+            &fprog as *const libc::sock_fprog,
+        )
+    })?;
+    if listener {
+        // SAFETY: with NEW_LISTENER the return value is a fresh fd owned by us.
+        Ok(Some(unsafe { OwnedFd::from_raw_fd(r as RawFd) }))
+    } else {
+        Ok(None)
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SeccompData {
+    pub nr: i32,
+    pub arch: u32,
+    pub instruction_pointer: u64,
+    pub args: [u64; 6],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SeccompNotif {
+    pub id: u64,
+    pub pid: u32,
+    pub flags: u32,
+    pub data: SeccompData,
+}
+
+#[repr(C)]
+struct SeccompNotifResp {
+    id: u64,
+    val: i64,
+    error: i32,
+    flags: u32,
+}
+
+// _IOWR('!', 0, struct seccomp_notif) and _IOWR('!', 1, struct seccomp_notif_resp)
+const SECCOMP_IOCTL_NOTIF_RECV: libc::c_ulong = 0xc0502100;
+const SECCOMP_IOCTL_NOTIF_SEND: libc::c_ulong = 0xc0182101;
+
+/// Waits for the next denied call from the job; Err when the filter's last user is gone.
+pub fn seccomp_notif_recv(fd: RawFd) -> io::Result<SeccompNotif> {
+    loop {
+        // SAFETY: SeccompNotif is plain data, zeroed as the kernel requires, and large enough for
+        // the kernel's struct (checked by the ioctl number's size field).
+        let mut n: SeccompNotif = unsafe { std::mem::zeroed() };
+        // SAFETY: `n` is a valid, writable struct of the size the ioctl expects.
+        let r = unsafe { libc::ioctl(fd, SECCOMP_IOCTL_NOTIF_RECV, &mut n) };
+        if r == 0 {
+            return Ok(n);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Answers a notification: the call fails with `errno`.
+pub fn seccomp_notif_deny(fd: RawFd, id: u64, errno: i32) -> io::Result<()> {
+    let resp = SeccompNotifResp {
+        id,
+        val: 0,
+        error: -errno,
+        flags: 0,
+    };
+    // SAFETY: `resp` is a valid struct of the size the ioctl expects.
+    cvt(unsafe { libc::ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, &resp) }).map(drop)
+}
+
+pub fn getuid() -> u32 {
+    // SAFETY: no arguments, cannot fail.
+    unsafe { libc::getuid() }
+}
+
+pub fn getgid() -> u32 {
+    // SAFETY: no arguments, cannot fail.
+    unsafe { libc::getgid() }
+}
+
+pub fn getpid() -> Pid {
+    // SAFETY: no arguments, cannot fail.
+    unsafe { libc::getpid() }
+}
+
+/// The number of the current thread count is needed to refuse forking a multi-threaded process.
+pub fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0)
+}
+
+pub fn write_all_fd(fd: RawFd, data: &[u8]) -> io::Result<()> {
+    let mut off = 0;
+    while off < data.len() {
+        // SAFETY: the pointer and length describe the unwritten tail of `data`.
+        let r = unsafe { libc::write(fd, data[off..].as_ptr().cast(), data.len() - off) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        off += r as usize;
+    }
+    Ok(())
+}
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_IN_ROOT: u64 = 0x10;
+
+/// Opens `path` as an O_PATH fd, resolving every component (symlinks and `..` included) as if
+/// `root` were `/`, so that a job-controlled tree can never redirect us outside it.
+pub fn open_in_root(root: &OwnedFd, path: &Path) -> io::Result<OwnedFd> {
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+    let c = cstr(rel)?;
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: `c` and `how` are valid for the call and the size matches the struct; the result
+    // is a fresh fd that we take ownership of.
+    let fd = cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            c.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    })?;
+    // SAFETY: fd was just returned by the kernel and is owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    let c = cstr(path)?;
+    // SAFETY: `c` is a valid C string; the result is a fresh fd we own.
+    let fd = cvt(unsafe {
+        libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+    })?;
+    // SAFETY: fd was just returned by the kernel and is owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+pub fn chdir(path: &Path) -> io::Result<()> {
+    let c = cstr(path)?;
+    // SAFETY: `c` is a valid C string for the call.
+    cvt(unsafe { libc::chdir(c.as_ptr()) }).map(drop)
+}
+
+pub fn chown(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    let c = cstr(path)?;
+    // SAFETY: `c` is a valid C string for the call.
+    cvt(unsafe { libc::lchown(c.as_ptr(), uid, gid) }).map(drop)
+}
+
+/// poll(2) on one fd; returns its revents (0 on timeout).
+pub fn poll_revents(fd: RawFd, events: libc::c_short, timeout_ms: i32) -> io::Result<libc::c_short> {
+    let mut p = libc::pollfd { fd, events, revents: 0 };
+    // SAFETY: one valid pollfd.
+    let r = unsafe { libc::poll(&mut p, 1, timeout_ms) };
+    if r == -1 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(0);
+        }
+        return Err(e);
+    }
+    Ok(p.revents)
+}
+
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: both fds were just created and are owned by no one else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// The Landlock ABI version, or 0 when Landlock is unavailable.
+pub fn landlock_abi_version() -> i64 {
+    // SAFETY: a null attr with size 0 and the VERSION flag (1) only queries the ABI.
+    let r = unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, std::ptr::null::<u8>(), 0usize, 1u32) };
+    if r < 0 { 0 } else { r }
+}
