@@ -5,6 +5,7 @@ mod cgroup;
 mod child;
 pub mod doctor;
 mod error;
+mod idmap;
 mod landlock_fs;
 mod mnt;
 mod msg;
@@ -135,6 +136,22 @@ impl Sandbox {
                 source: std::io::Error::from_raw_os_error(libc::ENOTDIR),
             });
         }
+        // A workspace owned by someone else is shown to the job as its own through an id-mapped
+        // mount: the owner's files stay the owner's on disk.
+        let workspace_tree = if root && plan.workspace.is_some() {
+            use std::os::unix::fs::MetadataExt;
+            let meta = fs::metadata(&workspace).map_err(|source| SandboxError::Workspace { path: workspace.clone(), source })?;
+            if meta.uid() != host_uid || meta.gid() != host_gid {
+                Some(
+                    idmap::workspace_tree(&workspace, (meta.uid(), meta.gid()), (host_uid, host_gid))
+                        .map_err(|source| SandboxError::Workspace { path: workspace.clone(), source })?,
+                )
+            } else {
+                None
+            }
+        } else {
+            None
+        };
         let mut files = Vec::new();
         for (i, f) in plan.files.iter().enumerate() {
             let p = dir.join(format!("file{i}"));
@@ -154,6 +171,7 @@ impl Sandbox {
             workspace: workspace.clone(),
             hidden_file,
             files,
+            workspace_tree: None,
         };
 
         // 2. Cgroups and the limits they carry; rlimits where they cannot.
@@ -194,6 +212,7 @@ impl Sandbox {
                 workspace: paths.workspace.clone(),
                 hidden_file: paths.hidden_file.clone(),
                 files: paths.files.clone(),
+                workspace_tree,
             },
             root_mapped: root,
             nproc_fallback,

@@ -20,6 +20,8 @@ pub struct JobPaths {
     pub hidden_file: PathBuf,
     /// (host file, target inside the sandbox) for plan.files.
     pub files: Vec<(PathBuf, PathBuf)>,
+    /// A detached, id-mapped copy of the workspace, made by the supervisor, to attach.
+    pub workspace_tree: Option<OwnedFd>,
 }
 
 const MS_BIND: libc::c_ulong = libc::MS_BIND;
@@ -215,7 +217,16 @@ pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
     }
 
     // The workspace and the binds the policy asks for, then the files made for the job.
-    let mut binds: Vec<(PathBuf, PathBuf, bool)> = vec![(paths.workspace.clone(), paths.workspace.clone(), true)];
+    let mut binds: Vec<(PathBuf, PathBuf, bool)> = Vec::new();
+    match &paths.workspace_tree {
+        Some(tree) => {
+            root.ensure(&paths.workspace, false)
+                .step(|| format!("workspace mount point {}", paths.workspace.display()))?;
+            let t = root.at(&paths.workspace).step(|| "open workspace mount point".into())?;
+            sys::move_mount_fd(tree, &t.fd).step(|| "attach the id-mapped workspace".into())?;
+        }
+        None => binds.push((paths.workspace.clone(), paths.workspace.clone(), true)),
+    }
     binds.extend(plan.binds.iter().map(|b| (b.source.clone(), b.target.clone(), b.writable)));
     for (src, target, writable) in binds {
         let is_file = fs::metadata(&src).step(|| format!("bind source {}", src.display()))?.is_file();

@@ -223,18 +223,19 @@ pub fn mount_setattr_fd(fd: &OwnedFd, set: u64, userns_fd: RawFd) -> io::Result<
     .map(drop)
 }
 
-pub fn move_mount_fd(fd: &OwnedFd, target: &Path) -> io::Result<()> {
+/// Attaches a detached mount tree `fd` on top of the directory open as `target`.
+pub fn move_mount_fd(fd: &OwnedFd, target: &OwnedFd) -> io::Result<()> {
     let empty = c"";
-    let t = cstr(target)?;
-    // SAFETY: valid strings for the call; MOVE_MOUNT_F_EMPTY_PATH (0x4) attaches the detached tree fd.
+    // SAFETY: valid strings for the call; MOVE_MOUNT_F_EMPTY_PATH (0x4) and
+    // MOVE_MOUNT_T_EMPTY_PATH (0x40) make both ends the given fds.
     cvt_long(unsafe {
         libc::syscall(
             libc::SYS_move_mount,
             fd.as_raw_fd(),
             empty.as_ptr(),
-            libc::AT_FDCWD,
-            t.as_ptr(),
-            0x4u32,
+            target.as_raw_fd(),
+            empty.as_ptr(),
+            0x4u32 | 0x40u32,
         )
     })
     .map(drop)
