@@ -165,6 +165,14 @@ impl Sandbox {
             }
             files.push((p, f.target.clone()));
         }
+        let lower_tree = if root && plan.writable_root {
+            Some(sys::open_tree_clone(&plan.rootfs, false).map_err(|source| SandboxError::JobDir {
+                path: plan.rootfs.clone(),
+                source,
+            })?)
+        } else {
+            None
+        };
         let paths = JobPaths {
             dir: dir.clone(),
             newroot,
@@ -172,6 +180,7 @@ impl Sandbox {
             hidden_file,
             files,
             workspace_tree: None,
+            lower_tree: None,
         };
 
         // 2. Cgroups and the limits they carry; rlimits where they cannot.
@@ -213,6 +222,7 @@ impl Sandbox {
                 hidden_file: paths.hidden_file.clone(),
                 files: paths.files.clone(),
                 workspace_tree,
+                lower_tree,
             },
             root_mapped: root,
             nproc_fallback,
@@ -255,6 +265,10 @@ impl Sandbox {
         drop(child_sock);
         drop(out_pipes);
         drop(cg_fd);
+        let mut masker = masker;
+        if let Some(m) = masker.as_mut() {
+            m.start();
+        }
 
         let mut sb = Sandbox {
             job_id: plan.job_id.clone(),

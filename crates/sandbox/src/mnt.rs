@@ -22,6 +22,8 @@ pub struct JobPaths {
     pub files: Vec<(PathBuf, PathBuf)>,
     /// A detached, id-mapped copy of the workspace, made by the supervisor, to attach.
     pub workspace_tree: Option<OwnedFd>,
+    /// A detached, non-recursive copy of the rootfs for the writable-root overlay.
+    pub lower_tree: Option<OwnedFd>,
 }
 
 const MS_BIND: libc::c_ulong = libc::MS_BIND;
@@ -165,13 +167,24 @@ pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
             Some(&format!("size={},mode=755", plan.tmpfs_size)),
         )
         .step(|| "mount tmpfs for the overlay's upper layer".into())?;
-        for d in ["upper", "work", "merged"] {
+        for d in ["lower", "upper", "work", "merged"] {
             fs::create_dir(paths.newroot.join(d)).step(|| format!("create overlay {d} dir"))?;
+        }
+        // The lower layer must have no submounts (overlayfs refuses locked ones, and a user
+        // namespace may not make a non-recursive bind of them): the supervisor made one for us.
+        let lower = paths.newroot.join("lower");
+        match &paths.lower_tree {
+            Some(tree) => {
+                let t = sys::open_dir(&lower).step(|| "open the lower layer's mount point".into())?;
+                sys::move_mount_fd(tree, &t).step(|| "attach the rootfs as the lower layer".into())?;
+            }
+            None => sys::mount(Some(&plan.rootfs), &lower, None, MS_BIND, None)
+                .step(|| format!("bind rootfs {} as the lower layer", plan.rootfs.display()))?,
         }
         let merged = paths.newroot.join("merged");
         let opts = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            plan.rootfs.display(),
+            "lowerdir={},upperdir={},workdir={},userxattr",
+            lower.display(),
             paths.newroot.join("upper").display(),
             paths.newroot.join("work").display()
         );
@@ -188,7 +201,7 @@ pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
     let root = Root::open(&root_path)?;
 
     // Fresh, size-limited scratch space.
-    for (dir, mode) in [("/tmp", 0o1777), ("/var/tmp", 0o1777), ("/run", 0o755)] {
+    for (dir, mode) in [("/tmp", 0o1777), ("/var/tmp", 0o1777), ("/run", 0o1777)] {
         let t = root.ensure(Path::new(dir), false).step(|| format!("mount point {dir}"))?;
         tmpfs(&t, plan.tmpfs_size, mode, dir)?;
     }

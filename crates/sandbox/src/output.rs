@@ -7,20 +7,30 @@ use std::os::fd::OwnedFd;
 use std::thread::JoinHandle;
 
 pub struct Masker {
+    secrets: Vec<Vec<u8>>,
+    readers: Vec<(OwnedFd, bool)>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl Masker {
-    /// Returns the masker and the write ends of the stdout and stderr pipes for the job.
+    /// Returns the masker and the write ends of the stdout and stderr pipes for the job. No
+    /// thread starts until `start`, which the supervisor calls after forking.
     pub fn new(secrets: Vec<Vec<u8>>) -> io::Result<(Masker, OwnedFd, OwnedFd)> {
         let (r_out, w_out) = sys::pipe()?;
         let (r_err, w_err) = sys::pipe()?;
-        let mut threads = Vec::new();
-        for (r, to_err) in [(r_out, false), (r_err, true)] {
-            let secrets = secrets.clone();
-            threads.push(std::thread::spawn(move || pump(r, to_err, &secrets)));
+        let m = Masker {
+            secrets,
+            readers: vec![(r_out, false), (r_err, true)],
+            threads: Vec::new(),
+        };
+        Ok((m, w_out, w_err))
+    }
+
+    pub fn start(&mut self) {
+        for (r, to_err) in self.readers.drain(..) {
+            let secrets = self.secrets.clone();
+            self.threads.push(std::thread::spawn(move || pump(r, to_err, &secrets)));
         }
-        Ok((Masker { threads }, w_out, w_err))
     }
 
     /// Waits until both pipes are drained (every writer in the job is gone).

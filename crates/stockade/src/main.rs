@@ -30,15 +30,24 @@ enum Command {
     /// Print or check policy files.
     #[command(subcommand)]
     Policy(cmd::policy::Command),
+    /// Check the runner host, runner processes and container builds against the hardening checklist (read-only).
+    HostCheck(cmd::host_check::Args),
+    /// Audit CI runner configuration (GitHub, ARC, GitLab, Jenkins, Kubernetes) for risky settings.
+    Audit(cmd::audit::Args),
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => exit_on_usage_error(e),
+    };
     let (result, failure_code) = match cli.command {
         Command::Run(a) => (cmd::run::main(a, cli.verbose), exit::SETUP_FAILED),
         Command::Doctor(a) => (cmd::doctor::main(a), exit::SETUP_FAILED),
         Command::Gc(a) => (cmd::gc::main(a), exit::SETUP_FAILED),
         Command::Policy(c) => (cmd::policy::main(c), exit::SETUP_FAILED),
+        Command::HostCheck(a) => (cmd::host_check::main(a), cmd::host_check::USAGE_OR_IO),
+        Command::Audit(a) => (cmd::audit::main(a), 2),
     };
     match result {
         Ok(code) => std::process::exit(code),
@@ -48,4 +57,19 @@ fn main() {
             std::process::exit(failure_code);
         }
     }
+}
+
+/// `stockade run` promises exit code 125 and one line for any bad input, flags included; other
+/// subcommands keep clap's usage exit code (2).
+fn exit_on_usage_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+        || std::env::args().nth(1).as_deref() != Some("run")
+    {
+        e.exit()
+    }
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or("invalid arguments");
+    eprintln!("stockade: {}", first.trim_start_matches("error: ").trim());
+    std::process::exit(exit::SETUP_FAILED)
 }
