@@ -492,7 +492,15 @@ impl Sandbox {
                 if ev & libc::POLLIN != 0 {
                     let Ok(n) = sys::seccomp_notif_recv(fd.as_raw_fd()) else { continue };
                     let name = seccomp::name(n.data.nr);
-                    let argv = teardown::cmdline(n.pid as i32);
+                    let mut argv = teardown::cmdline(n.pid as i32);
+                    if argv.len() > 256 {
+                        let mut cut = 256;
+                        while !argv.is_char_boundary(cut) {
+                            cut -= 1;
+                        }
+                        argv.truncate(cut);
+                        argv.push('…');
+                    }
                     // Answer first: the job is blocked until we do.
                     let _ = sys::seccomp_notif_deny(fd.as_raw_fd(), n.id, libc::EPERM);
                     let mut d = denied.lock().unwrap_or_else(|e| e.into_inner());

@@ -80,18 +80,47 @@ pub struct Args {
 }
 
 pub fn main(a: Args, verbose: u8) -> Result<i32> {
-    let fds_before = stockade_sandbox::count_fds();
-    let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-
     // 1. Policy: the file (or the embedded default), then the command line on top.
     let mut policy = match &a.policy {
         Some(p) => stockade_policy::load(p)?,
         None => Policy::default_policy(),
     };
     apply_cli(&mut policy, &a)?;
+    execute(JobSpec {
+        policy,
+        command: a.command,
+        workspace: a.workspace,
+        secrets: a.secrets,
+        report: a.report,
+        state_dir: a.state_dir,
+        context: None,
+        verbose,
+    })
+}
+
+/// Everything one job needs; every CI integration builds one and calls `execute`, so that there
+/// is one path from policy to report.
+pub struct JobSpec {
+    pub policy: Policy,
+    pub command: Vec<OsString>,
+    pub workspace: Option<PathBuf>,
+    /// `NAME=@FILE` or `/PATH=@FILE`.
+    pub secrets: Vec<String>,
+    pub report: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    /// The job context from a CI integration, recorded in the report.
+    pub context: Option<serde_json::Value>,
+    pub verbose: u8,
+}
+
+/// Runs one job from its spec to its report; returns the documented exit code.
+pub fn execute(spec: JobSpec) -> Result<i32> {
+    let fds_before = stockade_sandbox::count_fds();
+    let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let policy = &spec.policy;
 
     // 2. Stale state of crashed jobs goes before a new job starts.
-    let state_root = a.state_dir.clone().unwrap_or_else(stockade_sandbox::state::default_state_root);
+    let state_root = spec.state_dir.clone().unwrap_or_else(stockade_sandbox::state::default_state_root);
     let gc = stockade_sandbox::state::gc(&state_root);
     for e in &gc.errors {
         eprintln!("stockade: warning: gc: {e}");
@@ -99,12 +128,12 @@ pub fn main(a: Args, verbose: u8) -> Result<i32> {
 
     // 3. The sandbox plan.
     let job_id = stockade_sandbox::state::new_job_id();
-    let (plan, secrets) = build_plan(&policy, &a, job_id.clone(), state_root)?;
-    let command: Vec<String> = a.command.iter().map(|c| mask(&c.to_string_lossy(), &secrets)).collect();
+    let (plan, secrets) = build_plan(policy, &spec, job_id.clone(), state_root)?;
+    let command: Vec<String> = spec.command.iter().map(|c| mask(&c.to_string_lossy(), &secrets)).collect();
 
     // 4. Spawn (single-threaded), then supervise until the job ends and is torn down.
     let sandbox = Sandbox::spawn(plan).context("starting the sandbox")?;
-    if verbose > 0 {
+    if spec.verbose > 0 {
         eprintln!("stockade: job {} started", sandbox.job_id);
     }
     let outcome = sandbox.wait().context("supervising the job")?;
@@ -137,17 +166,18 @@ pub fn main(a: Args, verbose: u8) -> Result<i32> {
     for l in &leftovers {
         eprintln!("stockade: error: teardown left {l}");
     }
+    let final_code = if leftovers.is_empty() { code } else { exit::SETUP_FAILED };
 
-    if let Some(path) = &a.report {
+    if let Some(path) = &spec.report {
         let report = JobReport {
             version: stockade_monitor::REPORT_VERSION,
             job_id,
             command,
             policy_digest: policy.digest(),
-            context: None,
+            context: spec.context.clone(),
             started_at,
             outcome: Outcome {
-                exit_code: if leftovers.is_empty() { code } else { exit::SETUP_FAILED },
+                exit_code: final_code,
                 status: match outcome.status {
                     Some(WaitStatus::Exited(c)) => Some(c),
                     _ => None,
@@ -187,7 +217,7 @@ pub fn main(a: Args, verbose: u8) -> Result<i32> {
         };
         write_report(path, &report)?;
     }
-    Ok(if leftovers.is_empty() { code } else { exit::SETUP_FAILED })
+    Ok(final_code)
 }
 
 fn write_report(path: &Path, report: &JobReport) -> Result<()> {
@@ -298,7 +328,7 @@ fn apply_cli(p: &mut Policy, a: &Args) -> Result<()> {
     Ok(())
 }
 
-fn build_plan(p: &Policy, a: &Args, job_id: String, state_root: PathBuf) -> Result<(Plan, Vec<Vec<u8>>)> {
+fn build_plan(p: &Policy, a: &JobSpec, job_id: String, state_root: PathBuf) -> Result<(Plan, Vec<Vec<u8>>)> {
     let mut env: Vec<(OsString, OsString)> = vec![
         ("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
         ("HOME".into(), "/tmp".into()),
