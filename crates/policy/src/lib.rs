@@ -1,11 +1,15 @@
 //! The job policy: one TOML file whose schema is the source of truth, and an embedded default
 //! so that `stockade run -- CMD` works with no file at all. Every error names the file, line and key.
 
+pub mod context;
+pub mod pools;
 pub mod schema;
 pub mod units;
 
 pub use schema::{Bind, Filesystem, Job, JobId, Limits, Policy, Security};
 pub use units::{Dur, Size};
+pub use context::{ContextError, JobContext};
+pub use pools::{Check, Decision, Pool, PoolError, gate};
 
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -126,6 +130,7 @@ fn validate(p: &Policy) -> Result<(), (String, String)> {
     for w in &p.security.writable {
         abs("security.writable", w)?;
     }
+    pools::validate_pools(p)?;
     Ok(())
 }
 
@@ -161,6 +166,10 @@ fn locate_key(text: &str, dotted: &str) -> usize {
         let t = l.trim();
         if t.starts_with('[') {
             table = t.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            // A whole table can be the culprit (an unknown pool section).
+            if table == dotted {
+                return i + 1;
+            }
             continue;
         }
         if let Some((k, _)) = t.split_once('=')

@@ -1,6 +1,7 @@
 //! The policy file's schema: the source of truth for every setting of a job's sandbox.
 //! Types reject impossible values while deserializing, so errors carry the file position.
 
+use crate::pools::Pool;
 use crate::units::{Dur, Size};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
@@ -19,6 +20,12 @@ pub struct Policy {
     pub limits: Limits,
     #[serde(default)]
     pub security: Security,
+    /// Runner pools: an admission rule and sandbox settings each (see pools.rs).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pools: BTreeMap<String, Pool>,
+    /// The pool a job goes to when none is named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_pool: Option<String>,
 }
 
 fn one() -> u32 {

@@ -28,6 +28,8 @@ pub struct ChildCtx {
     pub out_pipes: Option<(RawFd, RawFd)>,
     /// Paths writable under Landlock.
     pub writable: Vec<PathBuf>,
+    /// Report the root ready and wait for `Go` before forking the job (`Plan::before_job`).
+    pub pause_before_job: bool,
 }
 
 /// Entry point of the sandbox's init process, right after clone. Never returns.
@@ -72,6 +74,14 @@ fn init_setup(plan: &mut Plan, ctx: &ChildCtx) -> Result<(Pid, RawFd), StepError
     mnt::build_root(plan, &ctx.paths)?;
     // Nobody in the job may ptrace or read the memory of init.
     sys::prctl(libc::PR_SET_DUMPABLE, 0).step(|| "make init non-dumpable".into())?;
+    if ctx.pause_before_job {
+        // The supervisor's monitor marks the job's mounts before the job's first process exists.
+        msg::send(ctx.sock, &FromSandbox::RootReady, &[]).step(|| "report the root ready".into())?;
+        match msg::recv::<ToInit>(ctx.sock) {
+            Ok(Some((ToInit::Go, _))) => {}
+            _ => sys::exit_now(125),
+        }
+    }
     // SIGCHLD arrives through a signalfd; block it before the job can exit.
     let sigfd = sys::signalfd(&[libc::SIGCHLD]).step(|| "signalfd".into())?;
     match sys::fork().step(|| "fork the job".into())? {

@@ -19,7 +19,7 @@ mod teardown;
 pub use cgroup::CgroupStats;
 pub use error::SandboxError;
 pub use msg::ProcInfo;
-pub use plan::{BindMount, FileMount, HIDDEN, Limits, NetSetup, Plan};
+pub use plan::{BeforeJob, BindMount, FileMount, HIDDEN, Limits, NetSetup, Plan};
 pub use sys::WaitStatus;
 pub use teardown::Killer;
 
@@ -85,7 +85,11 @@ pub struct Sandbox {
     stop_notif: Arc<std::sync::atomic::AtomicBool>,
     output: Option<output::Masker>,
     sigfd: OwnedFd,
+    on_denied: Option<DeniedHook>,
 }
+
+/// Called for every syscall the job was denied: (name, host pid, argv).
+pub type DeniedHook = Arc<dyn Fn(&str, u32, &str) + Send + Sync>;
 
 /// Open file descriptors of this process, to check that a job leaks none of the supervisor's.
 pub fn count_fds() -> usize {
@@ -229,6 +233,7 @@ impl Sandbox {
             as_fallback,
             out_pipes: out_pipes.as_ref().map(|(o, e)| (o.as_raw_fd(), e.as_raw_fd())),
             writable,
+            pause_before_job: plan.before_job.is_some(),
         };
         let timeout = plan.timeout;
         let kill_grace = plan.kill_grace;
@@ -287,6 +292,7 @@ impl Sandbox {
             stop_notif: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             output: masker,
             sigfd,
+            on_denied: None,
         };
 
         // 5. Identity maps and v1 cgroups, then let init go on.
@@ -316,7 +322,34 @@ impl Sandbox {
                 }
             }
         }
+        // 7. The monitor's hook, between the job's root being built and its first process.
+        if let Some(hook) = plan.before_job.take() {
+            match msg::recv::<FromSandbox>(sb.sock.as_raw_fd()) {
+                Ok(Some((FromSandbox::RootReady, _))) => hook(init_pid),
+                Ok(Some((FromSandbox::SetupFailed { step, message }, _))) => {
+                    sb.abort();
+                    return Err(SandboxError::Setup { step, message });
+                }
+                Ok(_) => {
+                    sb.abort();
+                    return Err(SandboxError::InitDied);
+                }
+                Err(e) => {
+                    sb.abort();
+                    return Err(SandboxError::Channel(e));
+                }
+            }
+            if let Err(e) = msg::send(sb.sock.as_raw_fd(), &ToInit::Go, &[]) {
+                sb.abort();
+                return Err(SandboxError::Channel(e));
+            }
+        }
         Ok(sb)
+    }
+
+    /// Every denied syscall is also handed to `hook` as it happens (the monitor's block mode).
+    pub fn on_denied(&mut self, hook: DeniedHook) {
+        self.on_denied = Some(hook);
     }
 
     fn write_maps(&self, root: bool, host_uid: u32, host_gid: u32, plan: &Plan) -> Result<(), SandboxError> {
@@ -407,7 +440,7 @@ impl Sandbox {
                         }
                         FromSandbox::ExecFailed { errno, message } => exec_error = Some((errno, message)),
                         FromSandbox::SetupFailed { step, message } => setup_error = Some((step, message)),
-                        FromSandbox::NetFds => {}
+                        FromSandbox::NetFds | FromSandbox::RootReady => {}
                     },
                     _ => sock_open = false,
                 }
@@ -486,6 +519,7 @@ impl Sandbox {
     fn start_notif_thread(&mut self, fd: OwnedFd) {
         let denied = Arc::clone(&self.denied);
         let stop = Arc::clone(&self.stop_notif);
+        let hook = self.on_denied.clone();
         self.notif_thread = Some(std::thread::spawn(move || {
             loop {
                 let ev = sys::poll_revents(fd.as_raw_fd(), libc::POLLIN, 100).unwrap_or(libc::POLLERR);
@@ -503,6 +537,9 @@ impl Sandbox {
                     }
                     // Answer first: the job is blocked until we do.
                     let _ = sys::seccomp_notif_deny(fd.as_raw_fd(), n.id, libc::EPERM);
+                    if let Some(h) = &hook {
+                        h(&name, n.pid, &argv);
+                    }
                     let mut d = denied.lock().unwrap_or_else(|e| e.into_inner());
                     let e = d.entry(name).or_default();
                     e.count += 1;

@@ -31,6 +31,8 @@ pub enum FromSandbox {
     NetFds,
     /// The seccomp user-notification fd (rides along).
     SeccompListener,
+    /// The job's root is built; init waits for `Go` before starting the job (`Plan::before_job`).
+    RootReady,
     /// The job's command could not be executed (errno).
     ExecFailed { errno: i32, message: String },
     /// The job's main process ended; these processes were still alive and are being killed.

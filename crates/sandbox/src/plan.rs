@@ -10,6 +10,10 @@ use std::time::Duration;
 /// `lo` up, host filesystem still visible) and returns listening sockets for the supervisor.
 pub type NetSetup = Box<dyn FnOnce() -> Result<Vec<OwnedFd>, String>>;
 
+/// Runs in the supervisor once the job's root is built and before the job's first process
+/// exists, with init's host pid (the monitor marks the job's mounts here). Must start no thread.
+pub type BeforeJob = Box<dyn FnOnce(i32) + Send>;
+
 pub struct Plan {
     /// Unique id of the job: names its directory, cgroup and default hostname.
     pub job_id: String,
@@ -42,6 +46,7 @@ pub struct Plan {
     /// Where job directories live: /var/lib/stockade as root.
     pub state_root: PathBuf,
     pub net_setup: Option<NetSetup>,
+    pub before_job: Option<BeforeJob>,
 }
 
 #[derive(Debug, Clone)]

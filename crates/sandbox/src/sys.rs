@@ -651,31 +651,9 @@ pub fn getgid() -> u32 {
     unsafe { libc::getgid() }
 }
 
-pub fn getpid() -> Pid {
-    // SAFETY: no arguments, cannot fail.
-    unsafe { libc::getpid() }
-}
-
-/// The number of the current thread count is needed to refuse forking a multi-threaded process.
+/// How many threads this process runs: forking is refused unless it is one.
 pub fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0)
-}
-
-pub fn write_all_fd(fd: RawFd, data: &[u8]) -> io::Result<()> {
-    let mut off = 0;
-    while off < data.len() {
-        // SAFETY: the pointer and length describe the unwritten tail of `data`.
-        let r = unsafe { libc::write(fd, data[off..].as_ptr().cast(), data.len() - off) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        off += r as usize;
-    }
-    Ok(())
 }
 
 #[repr(C)]
