@@ -10,6 +10,8 @@ packages=(
   curl            # egress tests run curl inside the sandbox
   openssl         # egress tests: s_client ignores proxy variables
   lynis           # the host-check benchmark's peer
+  util-linux      # setpriv: host-check tests run the binary as an unprivileged user
+  time            # GNU time: peak RSS in bench/hostcheck.sh
   chromium        # the HTML job report is checked in headless Chromium
   make gcc        # benign real builds in the detection tests
   procps          # ps/pgrep in tests

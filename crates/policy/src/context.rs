@@ -45,7 +45,11 @@ pub enum ContextError {
         source: serde_json::Error,
     },
     #[error("{file}: {field}: {message}")]
-    Field { file: String, field: String, message: String },
+    Field {
+        file: String,
+        field: String,
+        message: String,
+    },
 }
 
 const FIELDS: &[&str] = &[
@@ -86,9 +90,14 @@ impl JobContext {
             field: field.to_string(),
             message,
         };
-        let obj = v.as_object().ok_or_else(|| bad("(document)", "expected a JSON object".into()))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| bad("(document)", "expected a JSON object".into()))?;
         if let Some(k) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-            return Err(bad(k, format!("unknown field (expected one of: {})", FIELDS.join(", "))));
+            return Err(bad(
+                k,
+                format!("unknown field (expected one of: {})", FIELDS.join(", ")),
+            ));
         }
         let string = |k: &str| -> Result<String, ContextError> {
             match obj.get(k) {
@@ -100,7 +109,10 @@ impl JobContext {
         let boolean = |k: &str| -> Result<bool, ContextError> {
             match obj.get(k) {
                 Some(Value::Bool(b)) => Ok(*b),
-                Some(other) => Err(bad(k, format!("expected true or false, got {}", kind(other)))),
+                Some(other) => Err(bad(
+                    k,
+                    format!("expected true or false, got {}", kind(other)),
+                )),
                 None => Err(bad(k, "missing".into())),
             }
         };
@@ -108,14 +120,22 @@ impl JobContext {
             match obj.get(k) {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::String(s)) => Ok(Some(s.clone())),
-                Some(other) => Err(bad(k, format!("expected a string or null, got {}", kind(other)))),
+                Some(other) => Err(bad(
+                    k,
+                    format!("expected a string or null, got {}", kind(other)),
+                )),
             }
         };
         // A job id is a string, but platforms hand out numbers: accept both.
         let job_id = match obj.get("job_id") {
             Some(Value::String(s)) => s.clone(),
             Some(Value::Number(n)) if n.is_u64() => n.to_string(),
-            Some(other) => return Err(bad("job_id", format!("expected a string or a number, got {}", kind(other)))),
+            Some(other) => {
+                return Err(bad(
+                    "job_id",
+                    format!("expected a string or a number, got {}", kind(other)),
+                ));
+            }
             None => return Err(bad("job_id", "missing".into())),
         };
         let ctx = JobContext {
@@ -138,15 +158,27 @@ impl JobContext {
         if self.platform.is_empty() {
             return Err(("platform", "must not be empty".into()));
         }
-        if self.project.is_empty()
+        if !self.project.contains('/')
             || self.project.starts_with('/')
             || self.project.ends_with('/')
-            || self.project.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+            || self
+                .project
+                .split('/')
+                .any(|c| c.is_empty() || c == "." || c == "..")
         {
-            return Err(("project", format!("{:?} is not a project path (group/app)", self.project)));
+            return Err((
+                "project",
+                format!("{:?} is not a project path (group/app)", self.project),
+            ));
         }
         if !self.git_ref.starts_with("refs/") || self.git_ref.len() <= "refs/".len() {
-            return Err(("ref", format!("{:?} is not a full ref (refs/heads/NAME, refs/tags/NAME)", self.git_ref)));
+            return Err((
+                "ref",
+                format!(
+                    "{:?} is not a full ref (refs/heads/NAME, refs/tags/NAME)",
+                    self.git_ref
+                ),
+            ));
         }
         if self.git_ref.chars().any(|c| c.is_control() || c == ' ') {
             return Err(("ref", format!("{:?} is not a valid ref", self.git_ref)));
@@ -215,10 +247,22 @@ mod tests {
             e(&GOOD.replace("\"ref_protected\":true", "\"ref_protected\":\"yes\"")),
             "job.json: ref_protected: expected true or false, got a string"
         );
-        assert_eq!(e(&GOOD.replace("\"project\":\"group/app\",", "")), "job.json: project: missing");
-        assert!(e(&GOOD.replace("\"user\"", "\"usr\"")).starts_with("job.json: usr: unknown field"));
-        assert!(e(&GOOD.replace("refs/heads/main", "main")).starts_with("job.json: ref: \"main\" is not a full ref"));
+        assert_eq!(
+            e(&GOOD.replace("\"project\":\"group/app\",", "")),
+            "job.json: project: missing"
+        );
+        assert!(
+            e(&GOOD.replace("\"user\"", "\"usr\"")).starts_with("job.json: usr: unknown field")
+        );
+        assert!(
+            e(&GOOD.replace("refs/heads/main", "main"))
+                .starts_with("job.json: ref: \"main\" is not a full ref")
+        );
         assert!(e(&GOOD.replace("group/app", "group/../app")).starts_with("job.json: project:"));
+        assert!(
+            e(&GOOD.replace("group/app", "app"))
+                .starts_with("job.json: project: \"app\" is not a project path")
+        );
         assert!(e("[1]").starts_with("job.json: (document): expected a JSON object"));
         assert!(e("{").starts_with("job.json: not JSON"));
         assert!(!e("{").contains('\n'));
@@ -228,6 +272,9 @@ mod tests {
     fn full_refs() {
         assert_eq!(full_ref("main", "branch"), "refs/heads/main");
         assert_eq!(full_ref("v1", "tag"), "refs/tags/v1");
-        assert_eq!(full_ref("refs/merge-requests/3/head", "branch"), "refs/merge-requests/3/head");
+        assert_eq!(
+            full_ref("refs/merge-requests/3/head", "branch"),
+            "refs/merge-requests/3/head"
+        );
     }
 }

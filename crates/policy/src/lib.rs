@@ -6,10 +6,10 @@ pub mod pools;
 pub mod schema;
 pub mod units;
 
-pub use schema::{Bind, Filesystem, Job, JobId, Limits, Policy, Security};
-pub use units::{Dur, Size};
 pub use context::{ContextError, JobContext};
 pub use pools::{Check, Decision, Pool, PoolError, gate};
+pub use schema::{Bind, Filesystem, Job, JobId, Limits, Policy, Security};
+pub use units::{Dur, Size};
 
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};

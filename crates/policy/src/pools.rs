@@ -81,7 +81,8 @@ impl<'de> Deserialize<'de> for Pool {
                 }
             };
             if let Err(e) = r {
-                pool.invalid.push((k, e.message().trim().replace('\n', " ")));
+                pool.invalid
+                    .push((k, e.message().trim().replace('\n', " ")));
             }
         }
         Ok(pool)
@@ -107,16 +108,30 @@ impl Serialize for Pool {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
-    #[error("pool {name:?} is not defined in the policy (defined: {})", list(defined))]
+    #[error(
+        "pool {name:?} is not defined in the policy (defined: {})",
+        list(defined)
+    )]
     Unknown { name: String, defined: Vec<String> },
-    #[error("no pool given and the policy sets no default_pool (pools: {})", list(defined))]
+    #[error(
+        "no pool given and the policy sets no default_pool (pools: {})",
+        list(defined)
+    )]
     NoPool { defined: Vec<String> },
     #[error("pools.{pool}.{key}: {message}")]
-    Effective { pool: String, key: String, message: String },
+    Effective {
+        pool: String,
+        key: String,
+        message: String,
+    },
 }
 
 fn list(v: &[String]) -> String {
-    if v.is_empty() { "none".into() } else { v.join(", ") }
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
 }
 
 /// One rule of the gate, checked against one job.
@@ -181,7 +196,11 @@ impl Policy {
             key,
             message,
         };
-        if let Some(s) = pool.sections.keys().find(|s| NOT_SECTIONS.contains(&s.as_str())) {
+        if let Some(s) = pool
+            .sections
+            .keys()
+            .find(|s| NOT_SECTIONS.contains(&s.as_str()))
+        {
             return Err(err(s.clone(), "not a setting a pool can change".into()));
         }
         let base = self.base_table().map_err(|m| err(String::new(), m))?;
@@ -228,8 +247,18 @@ fn failing_key(base: &toml::Table, sections: &BTreeMap<String, toml::Table>) -> 
     };
     for (section, t) in sections {
         if fails(section, &toml::Table::new()).is_some() {
-            let known: Vec<&str> = base.keys().map(String::as_str).filter(|k| !NOT_SECTIONS.contains(k)).collect();
-            return (section.clone(), format!("not a policy section (a pool can set: {})", known.join(", ")));
+            let known: Vec<&str> = base
+                .keys()
+                .map(String::as_str)
+                .filter(|k| !NOT_SECTIONS.contains(k))
+                .collect();
+            return (
+                section.clone(),
+                format!(
+                    "not a policy section (a pool can set: {})",
+                    known.join(", ")
+                ),
+            );
         }
         for (k, v) in t {
             let mut only = toml::Table::new();
@@ -239,7 +268,10 @@ fn failing_key(base: &toml::Table, sections: &BTreeMap<String, toml::Table>) -> 
             }
         }
     }
-    (String::new(), "the merged settings do not form a valid policy".into())
+    (
+        String::new(),
+        "the merged settings do not form a valid policy".into(),
+    )
 }
 
 fn merge_section(base: &mut toml::Table, section: &str, over: &toml::Table) {
@@ -266,7 +298,11 @@ fn merge(base: &mut toml::Table, over: &toml::Table) {
 /// policy is valid. Errors are (dotted key, message), as in `validate`.
 pub(crate) fn validate_pools(p: &Policy) -> Result<(), (String, String)> {
     for (name, pool) in &p.pools {
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             return Err((
                 format!("pools.{name}"),
                 format!("{name:?} is not a pool name (letters, digits, - and _)"),
@@ -282,12 +318,20 @@ pub(crate) fn validate_pools(p: &Policy) -> Result<(), (String, String)> {
             ("deny_sources", &pool.deny_sources),
             ("images", &pool.images),
         ] {
-            if let Some(bad) = list.iter().find(|s| s.trim().is_empty() || s.chars().any(|c| c.is_control())) {
-                return Err((format!("pools.{name}.{key}"), format!("{bad:?} is not a pattern")));
+            if let Some(bad) = list
+                .iter()
+                .find(|s| s.trim().is_empty() || s.chars().any(|c| c.is_control()))
+            {
+                return Err((
+                    format!("pools.{name}.{key}"),
+                    format!("{bad:?} is not a pattern"),
+                ));
             }
         }
         p.for_pool(name).map_err(|e| match e {
-            PoolError::Effective { pool, key, message } if key.is_empty() => (format!("pools.{pool}"), message),
+            PoolError::Effective { pool, key, message } if key.is_empty() => {
+                (format!("pools.{pool}"), message)
+            }
             PoolError::Effective { pool, key, message } => (format!("pools.{pool}.{key}"), message),
             other => (format!("pools.{name}"), other.to_string()),
         })?;
@@ -297,7 +341,10 @@ pub(crate) fn validate_pools(p: &Policy) -> Result<(), (String, String)> {
     {
         return Err((
             "default_pool".into(),
-            format!("{d:?} is not a pool of this policy (pools: {})", list(&p.pools.keys().cloned().collect::<Vec<_>>())),
+            format!(
+                "{d:?} is not a pool of this policy (pools: {})",
+                list(&p.pools.keys().cloned().collect::<Vec<_>>())
+            ),
         ));
     }
     Ok(())
@@ -305,7 +352,11 @@ pub(crate) fn validate_pools(p: &Policy) -> Result<(), (String, String)> {
 
 /// The gate: resolves the job's pool and checks every admission rule of it. Returns the decision
 /// and the effective policy the job runs under when admitted.
-pub fn gate(policy: &Policy, pool: Option<&str>, ctx: &JobContext) -> Result<(Decision, Policy), PoolError> {
+pub fn gate(
+    policy: &Policy,
+    pool: Option<&str>,
+    ctx: &JobContext,
+) -> Result<(Decision, Policy), PoolError> {
     match policy.resolve_pool(pool)? {
         None => Ok((
             Decision {
@@ -314,7 +365,8 @@ pub fn gate(policy: &Policy, pool: Option<&str>, ctx: &JobContext) -> Result<(De
                 checks: vec![Check {
                     rule: "pools".into(),
                     ok: true,
-                    reason: "the policy defines no pools: the top-level policy admits every job".into(),
+                    reason: "the policy defines no pools: the top-level policy admits every job"
+                        .into(),
                 }],
             },
             policy.clone(),
@@ -342,18 +394,34 @@ pub fn evaluate(name: &str, pool: &Pool, ctx: &JobContext) -> Decision {
     if pool.projects.is_empty() {
         check("projects", true, "any project (projects is not set)".into());
     } else {
-        match pool.projects.iter().find(|p| glob(&p.to_ascii_lowercase(), &project.to_ascii_lowercase())) {
+        match pool
+            .projects
+            .iter()
+            .find(|p| glob(&p.to_ascii_lowercase(), &project.to_ascii_lowercase()))
+        {
             Some(p) => check("projects", true, format!("project {project} matches {p:?}")),
-            None => check("projects", false, format!("project {project} is not in projects {:?}", pool.projects)),
+            None => check(
+                "projects",
+                false,
+                format!("project {project} is not in projects {:?}", pool.projects),
+            ),
         }
     }
 
     // protected_refs_only
     let r = &ctx.git_ref;
     match (pool.protected_refs_only, ctx.ref_protected) {
-        (false, _) => check("protected_refs_only", true, "protected refs are not required".into()),
+        (false, _) => check(
+            "protected_refs_only",
+            true,
+            "protected refs are not required".into(),
+        ),
         (true, true) => check("protected_refs_only", true, format!("ref {r} is protected")),
-        (true, false) => check("protected_refs_only", false, format!("ref {r} is not protected")),
+        (true, false) => check(
+            "protected_refs_only",
+            false,
+            format!("ref {r} is not protected"),
+        ),
     }
 
     // refs
@@ -363,37 +431,73 @@ pub fn evaluate(name: &str, pool: &Pool, ctx: &JobContext) -> Decision {
         let short = ctx.short_ref();
         let named = short != r.as_str();
         let hit = pool.refs.iter().find(|p| {
-            if p.starts_with("refs/") { glob(p, r) } else { named && glob(p, short) }
+            if p.starts_with("refs/") {
+                glob(p, r)
+            } else {
+                named && glob(p, short)
+            }
         });
         match hit {
             Some(p) => check("refs", true, format!("ref {r} matches {p:?}")),
-            None => check("refs", false, format!("ref {r} matches none of refs {:?}", pool.refs)),
+            None => check(
+                "refs",
+                false,
+                format!("ref {r} matches none of refs {:?}", pool.refs),
+            ),
         }
     }
 
     // sources
     let s = &ctx.source;
-    let shown = if s.is_empty() { "(none given)".to_string() } else { s.clone() };
+    let shown = if s.is_empty() {
+        "(none given)".to_string()
+    } else {
+        s.clone()
+    };
     if pool.sources.is_empty() {
         check("sources", true, "any source (sources is not set)".into());
     } else {
         match pool.sources.iter().find(|p| !s.is_empty() && glob(p, s)) {
             Some(p) => check("sources", true, format!("source {shown} matches {p:?}")),
-            None => check("sources", false, format!("source {shown} is not in sources {:?}", pool.sources)),
+            None => check(
+                "sources",
+                false,
+                format!("source {shown} is not in sources {:?}", pool.sources),
+            ),
         }
     }
 
     // deny_sources
-    match pool.deny_sources.iter().find(|p| !s.is_empty() && glob(p, s)) {
-        Some(p) => check("deny_sources", false, format!("source {shown} is denied (matches {p:?})")),
-        None => check("deny_sources", true, format!("source {shown} is not denied")),
+    match pool
+        .deny_sources
+        .iter()
+        .find(|p| !s.is_empty() && glob(p, s))
+    {
+        Some(p) => check(
+            "deny_sources",
+            false,
+            format!("source {shown} is denied (matches {p:?})"),
+        ),
+        None => check(
+            "deny_sources",
+            true,
+            format!("source {shown} is not denied"),
+        ),
     }
 
     // forks
     match (ctx.from_fork, pool.forks) {
         (false, _) => check("forks", true, "the code does not come from a fork".into()),
-        (true, true) => check("forks", true, "the code comes from a fork, and forks = true".into()),
-        (true, false) => check("forks", false, "the code comes from a fork of the project (forks = false)".into()),
+        (true, true) => check(
+            "forks",
+            true,
+            "the code comes from a fork, and forks = true".into(),
+        ),
+        (true, false) => check(
+            "forks",
+            false,
+            "the code comes from a fork of the project (forks = false)".into(),
+        ),
     }
 
     // images
@@ -402,7 +506,11 @@ pub fn evaluate(name: &str, pool: &Pool, ctx: &JobContext) -> Decision {
         (None, false) => check("images", true, "the job names no image".into()),
         (Some(img), false) => match pool.images.iter().find(|p| glob(p, img)) {
             Some(p) => check("images", true, format!("image {img} matches {p:?}")),
-            None => check("images", false, format!("image {img} is not in images {:?}", pool.images)),
+            None => check(
+                "images",
+                false,
+                format!("image {img} is not in images {:?}", pool.images),
+            ),
         },
     }
 
@@ -501,7 +609,11 @@ forks = true
     }
 
     fn refused_by(d: &Decision) -> Vec<&str> {
-        d.checks.iter().filter(|c| !c.ok).map(|c| c.rule.as_str()).collect()
+        d.checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.rule.as_str())
+            .collect()
     }
 
     #[test]
@@ -525,7 +637,11 @@ forks = true
         let p = policy();
         let prod = p.for_pool("prod").unwrap();
         assert_eq!(prod.limits.memory.unwrap().0, 8 << 30);
-        assert_eq!(prod.limits.pids, Some(300), "keys the pool does not set keep their top-level value");
+        assert_eq!(
+            prod.limits.pids,
+            Some(300),
+            "keys the pool does not set keep their top-level value"
+        );
         assert_eq!(prod.job.env.get("DEPLOY").map(String::as_str), Some("1"));
         assert!(prod.pools.is_empty());
         let ci = p.for_pool("ci").unwrap();
@@ -551,7 +667,10 @@ forks = true
         c.git_ref = "refs/heads/feature".into();
         let (d, _) = gate(&p, Some("prod"), &c).unwrap();
         assert!(!d.allowed);
-        assert_eq!(refused_by(&d), ["pools.prod.protected_refs_only", "pools.prod.refs"]);
+        assert_eq!(
+            refused_by(&d),
+            ["pools.prod.protected_refs_only", "pools.prod.refs"]
+        );
         assert_eq!(
             d.summary(),
             "refused by pools.prod.protected_refs_only: ref refs/heads/feature is not protected"
@@ -565,7 +684,12 @@ forks = true
         let (d, _) = gate(&p, Some("prod"), &c).unwrap();
         assert_eq!(
             refused_by(&d),
-            ["pools.prod.projects", "pools.prod.deny_sources", "pools.prod.forks", "pools.prod.images"]
+            [
+                "pools.prod.projects",
+                "pools.prod.deny_sources",
+                "pools.prod.forks",
+                "pools.prod.images"
+            ]
         );
 
         // Projects match case-insensitively, as GitLab and GitHub paths do.
@@ -595,7 +719,10 @@ forks = true
         assert_eq!(refused_by(&d), ["pools.ci.sources"]);
         c.source = String::new();
         let (d, _) = gate(&p, None, &c).unwrap();
-        assert_eq!(d.summary(), "refused by pools.ci.sources: source (none given) is not in sources [\"push\", \"merge_request_event\"]");
+        assert_eq!(
+            d.summary(),
+            "refused by pools.ci.sources: source (none given) is not in sources [\"push\", \"merge_request_event\"]"
+        );
     }
 
     #[test]
@@ -616,6 +743,29 @@ forks = true
     }
 
     #[test]
+    fn the_commented_example_in_the_default_policy_is_valid() {
+        let start = crate::DEFAULT_TOML
+            .find("# default_pool")
+            .expect("the example is in default.toml");
+        let example: String = crate::DEFAULT_TOML[start..]
+            .lines()
+            .map(|l| {
+                l.strip_prefix("# ")
+                    .or_else(|| l.strip_prefix('#'))
+                    .unwrap_or(l)
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let p = parse(&example, "example").unwrap();
+        assert_eq!(p.default_pool.as_deref(), Some("ci"));
+        assert_eq!(
+            p.for_pool("prod").unwrap().limits.memory.unwrap().0,
+            8 << 30
+        );
+        assert!(p.pools["prod"].protected_refs_only && !p.pools["prod"].forks);
+    }
+
+    #[test]
     fn bad_pools_name_file_line_and_key() {
         let e = |t: &str| parse(t, "p.toml").unwrap_err().to_string();
         assert_eq!(
@@ -623,20 +773,21 @@ forks = true
             "p.toml:4: pools.prod.limits.memory: invalid size \"8X\" (unit must be K, M, G or T)"
         );
         assert!(
-            e("[pools.prod.limits]\nmemroy = \"8G\"\n").starts_with("p.toml:2: pools.prod.limits.memroy: unknown field `memroy`"),
+            e("[pools.prod.limits]\nmemroy = \"8G\"\n")
+                .starts_with("p.toml:2: pools.prod.limits.memroy: unknown field `memroy`"),
             "{}",
             e("[pools.prod.limits]\nmemroy = \"8G\"\n")
         );
-        assert!(
-            e("[pools.prod]\nprotected_ref_only = true\n")
-                .starts_with("p.toml:2: pools.prod.protected_ref_only: unknown field `protected_ref_only`")
-        );
+        assert!(e("[pools.prod]\nprotected_ref_only = true\n").starts_with(
+            "p.toml:2: pools.prod.protected_ref_only: unknown field `protected_ref_only`"
+        ));
         assert_eq!(
             e("[pools.prod]\nforks = \"no\"\n"),
             "p.toml:2: pools.prod.forks: invalid type: string \"no\", expected a boolean"
         );
         assert!(
-            e("[pools.prod.limit]\npids = 3\n").starts_with("p.toml:1: pools.prod.limit: not a policy section (a pool can set: "),
+            e("[pools.prod.limit]\npids = 3\n")
+                .starts_with("p.toml:1: pools.prod.limit: not a policy section (a pool can set: "),
             "{}",
             e("[pools.prod.limit]\npids = 3\n")
         );
@@ -653,8 +804,13 @@ forks = true
             "p.toml:2: pools.prod.limits.cpus: -2 is not a CPU count (0 for no limit)"
         );
         assert!(e("[pools.\"a b\"]\n").contains("is not a pool name"));
-        assert!(e("[pools.prod.pools]\n").contains("pools.prod.pools: not a setting a pool can change"));
-        for t in ["[pools.prod.limits]\nmemroy = \"8G\"\n", "[pools.prod]\nforks = \"no\"\n"] {
+        assert!(
+            e("[pools.prod.pools]\n").contains("pools.prod.pools: not a setting a pool can change")
+        );
+        for t in [
+            "[pools.prod.limits]\nmemroy = \"8G\"\n",
+            "[pools.prod]\nforks = \"no\"\n",
+        ] {
             assert!(!e(t).contains('\n'));
         }
     }

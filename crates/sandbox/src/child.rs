@@ -152,7 +152,7 @@ fn job_exec_inner(plan: &Plan, ctx: &ChildCtx) -> Result<Never, StepError> {
     let candidates = resolve_command(&plan.argv[0], &plan.env);
 
     if plan.seccomp {
-        let prog = seccomp::program(true);
+        let prog = seccomp::program(true, plan.watch_syscalls);
         match sys::seccomp_install(&prog, true) {
             Ok(Some(listener)) => {
                 msg::send(ctx.sock, &FromSandbox::SeccompListener, &[listener.as_raw_fd()])
@@ -161,7 +161,7 @@ fn job_exec_inner(plan: &Plan, ctx: &ChildCtx) -> Result<Never, StepError> {
             Ok(None) => {}
             // Kernels without user notification still get the filter, answering EPERM directly.
             Err(_) => {
-                sys::seccomp_install(&seccomp::program(false), false).step(|| "install seccomp filter".into())?;
+                sys::seccomp_install(&seccomp::program(false, false), false).step(|| "install seccomp filter".into())?;
             }
         }
     }

@@ -86,10 +86,14 @@ pub struct Sandbox {
     output: Option<output::Masker>,
     sigfd: OwnedFd,
     on_denied: Option<DeniedHook>,
+    on_watched: Option<WatchHook>,
 }
 
 /// Called for every syscall the job was denied: (name, host pid, argv).
 pub type DeniedHook = Arc<dyn Fn(&str, u32, &str) + Send + Sync>;
+/// Called for every watched syscall (`Plan::watch_syscalls`) while its caller waits: (host tid,
+/// name, arguments). The call goes on when the hook returns.
+pub type WatchHook = Arc<dyn Fn(u32, &str, [u64; 6]) + Send + Sync>;
 
 /// Open file descriptors of this process, to check that a job leaks none of the supervisor's.
 pub fn count_fds() -> usize {
@@ -293,6 +297,7 @@ impl Sandbox {
             output: masker,
             sigfd,
             on_denied: None,
+            on_watched: None,
         };
 
         // 5. Identity maps and v1 cgroups, then let init go on.
@@ -350,6 +355,11 @@ impl Sandbox {
     /// Every denied syscall is also handed to `hook` as it happens (the monitor's block mode).
     pub fn on_denied(&mut self, hook: DeniedHook) {
         self.on_denied = Some(hook);
+    }
+
+    /// Every watched syscall is handed to `hook` before it goes on.
+    pub fn on_watched(&mut self, hook: WatchHook) {
+        self.on_watched = Some(hook);
     }
 
     fn write_maps(&self, root: bool, host_uid: u32, host_gid: u32, plan: &Plan) -> Result<(), SandboxError> {
@@ -520,12 +530,20 @@ impl Sandbox {
         let denied = Arc::clone(&self.denied);
         let stop = Arc::clone(&self.stop_notif);
         let hook = self.on_denied.clone();
+        let watch = self.on_watched.clone();
         self.notif_thread = Some(std::thread::spawn(move || {
             loop {
                 let ev = sys::poll_revents(fd.as_raw_fd(), libc::POLLIN, 100).unwrap_or(libc::POLLERR);
                 if ev & libc::POLLIN != 0 {
                     let Ok(n) = sys::seccomp_notif_recv(fd.as_raw_fd()) else { continue };
                     let name = seccomp::name(n.data.nr);
+                    if seccomp::WATCHED.contains(&(n.data.nr as libc::c_long)) {
+                        if let Some(w) = &watch {
+                            w(n.pid, &name, n.data.args);
+                        }
+                        let _ = sys::seccomp_notif_continue(fd.as_raw_fd(), n.id);
+                        continue;
+                    }
                     let mut argv = teardown::cmdline(n.pid as i32);
                     if argv.len() > 256 {
                         let mut cut = 256;

@@ -252,9 +252,18 @@ pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
             .step(|| format!("file target {} (missing in the rootfs)", target.display()))?;
         bind(&root, src, target, false)?;
     }
-    // Mount points inside hidden dirs exist now; seal the dirs themselves.
+    // Mount points inside hidden dirs exist now; seal the dirs themselves. One that leads to a
+    // mount (the workspace under /home, say) must be traversable, though still not listable.
+    let targets: Vec<&Path> = std::iter::once(paths.workspace.as_path())
+        .chain(plan.binds.iter().map(|b| b.target.as_path()))
+        .chain(paths.files.iter().map(|(_, t)| t.as_path()))
+        .collect();
     for p in hidden_dirs {
         let t = root.at(&p).step(|| format!("reopen hidden dir {}", p.display()))?;
+        if targets.iter().any(|t| t.starts_with(&p) && *t != p) {
+            fs::set_permissions(t.path(), fs::Permissions::from_mode(0o711))
+                .step(|| format!("make hidden {} traversable", p.display()))?;
+        }
         sys::mount_setattr(&t.path(), false, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, None)
             .step(|| format!("make hidden {} read-only", p.display()))?;
     }

@@ -47,6 +47,9 @@ pub struct Plan {
     pub state_root: PathBuf,
     pub net_setup: Option<NetSetup>,
     pub before_job: Option<BeforeJob>,
+    /// Send execve/execveat/ptrace/process_vm_* to the supervisor too (`Sandbox::on_watched`),
+    /// which lets them go on: the monitor reads argv while the exec'ing process waits.
+    pub watch_syscalls: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -149,10 +149,23 @@ fn ranges(nrs: &[libc::c_long]) -> Vec<(u32, u32)> {
     out
 }
 
-/// The BPF program. With `notify`, denied calls are sent to the supervisor; otherwise they fail
-/// with EPERM directly.
+/// Calls the monitor watches (`Plan::watch_syscalls`): sent to the supervisor, which records
+/// them (argv at exec, the target of a memory read) and lets them go on.
 #[cfg(target_arch = "x86_64")]
-pub fn program(notify: bool) -> Vec<libc::sock_filter> {
+pub const WATCHED: &[libc::c_long] = &[
+    libc::SYS_execve,
+    libc::SYS_execveat,
+    libc::SYS_ptrace,
+    libc::SYS_process_vm_readv,
+    libc::SYS_process_vm_writev,
+];
+#[cfg(not(target_arch = "x86_64"))]
+pub const WATCHED: &[libc::c_long] = &[];
+
+/// The BPF program. With `notify`, denied calls are sent to the supervisor; otherwise they fail
+/// with EPERM directly. With `watch` (and `notify`), the `WATCHED` calls are sent there too.
+#[cfg(target_arch = "x86_64")]
+pub fn program(notify: bool, watch: bool) -> Vec<libc::sock_filter> {
     let deny = if notify { RET_USER_NOTIF } else { RET_ERRNO | libc::EPERM as u32 };
     let mut p = vec![
         stmt(LD_W_ABS, OFF_ARCH),
@@ -162,6 +175,12 @@ pub fn program(notify: bool) -> Vec<libc::sock_filter> {
         jump(JGE_K, X32_BIT, 0, 1),
         stmt(RET_K, deny),
     ];
+    if notify && watch {
+        for nr in WATCHED {
+            p.push(jump(JEQ_K, *nr as u32, 0, 1));
+            p.push(stmt(RET_K, RET_USER_NOTIF));
+        }
+    }
     conditional(&mut p, deny);
     // The conditional blocks leave the accumulator holding an argument; reload the number.
     p.push(stmt(LD_W_ABS, OFF_NR));
@@ -175,7 +194,7 @@ pub fn program(notify: bool) -> Vec<libc::sock_filter> {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-pub fn program(_notify: bool) -> Vec<libc::sock_filter> {
+pub fn program(_notify: bool, _watch: bool) -> Vec<libc::sock_filter> {
     Vec::new()
 }
 
@@ -209,6 +228,8 @@ pub fn name(nr: i32) -> String {
             (SYS_set_mempolicy, "set_mempolicy"), (SYS_mbind, "mbind"), (SYS_move_pages, "move_pages"),
             (SYS_nfsservctl, "nfsservctl"), (SYS_uselib, "uselib"), (SYS_ustat, "ustat"),
             (SYS_sysfs, "sysfs"), (SYS__sysctl, "_sysctl"), (SYS_clone3, "clone3"),
+            (SYS_execve, "execve"), (SYS_execveat, "execveat"), (SYS_ptrace, "ptrace"),
+            (SYS_process_vm_readv, "process_vm_readv"), (SYS_process_vm_writev, "process_vm_writev"),
         ];
         if let Some((_, s)) = known.iter().find(|(k, _)| *k == n) {
             return s.to_string();
@@ -240,7 +261,7 @@ mod tests {
             assert!(!ALLOWED.contains(&nr), "{} must be denied", name(nr as i32));
         }
         // Every jump stays inside the program, and it ends in a return.
-        let p = program(true);
+        let p = program(true, true);
         for (i, ins) in p.iter().enumerate() {
             if ins.code & 0x07 == 0x05 {
                 assert!(i + 1 + (ins.jt.max(ins.jf) as usize) < p.len());

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 pub fn default_state_root() -> PathBuf {
     if crate::sys::getuid() == 0 {
         PathBuf::from("/var/lib/stockade")
-    } else if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR") {
+    } else if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR").filter(|x| Path::new(x).is_absolute()) {
         PathBuf::from(x).join("stockade")
     } else {
         std::env::temp_dir().join(format!("stockade-{}", crate::sys::getuid()))

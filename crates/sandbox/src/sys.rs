@@ -641,6 +641,19 @@ pub fn seccomp_notif_deny(fd: RawFd, id: u64, errno: i32) -> io::Result<()> {
     cvt(unsafe { libc::ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, &resp) }).map(drop)
 }
 
+/// Lets a watched (not denied) call go on as if the filter had allowed it.
+pub fn seccomp_notif_continue(fd: RawFd, id: u64) -> io::Result<()> {
+    const SECCOMP_USER_NOTIF_FLAG_CONTINUE: u32 = 1;
+    let resp = SeccompNotifResp {
+        id,
+        val: 0,
+        error: 0,
+        flags: SECCOMP_USER_NOTIF_FLAG_CONTINUE,
+    };
+    // SAFETY: `resp` is a valid struct of the size the ioctl expects.
+    cvt(unsafe { libc::ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, &resp) }).map(drop)
+}
+
 pub fn getuid() -> u32 {
     // SAFETY: no arguments, cannot fail.
     unsafe { libc::getuid() }

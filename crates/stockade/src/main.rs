@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a command in a fresh, ephemeral, locked-down sandbox.
-    Run(cmd::run::Args),
+    Run(Box<cmd::run::Args>),
     /// Print what this host can enforce, and why.
     Doctor(cmd::doctor::Args),
     /// Remove state left behind by jobs whose supervisor died.
@@ -34,6 +34,19 @@ enum Command {
     HostCheck(cmd::host_check::Args),
     /// Audit CI runner configuration (GitHub, ARC, GitLab, Jenkins, Kubernetes) for risky settings.
     Audit(cmd::audit::Args),
+    /// Check a job context against the policy's runner pools: the decision and every reason.
+    Gate(cmd::gate::Args),
+    /// GitLab Runner custom executor driver (config_exec, prepare_exec, run_exec, cleanup_exec).
+    #[command(subcommand)]
+    Gitlab(cmd::gitlab::Command),
+    /// GitHub Actions runner hooks.
+    #[command(subcommand)]
+    Github(cmd::github::Command),
+    /// Summarize a job report, or write it as an HTML page.
+    Report(cmd::report::Args),
+    /// Learn a baseline of normal behaviour from earlier job reports.
+    #[command(subcommand)]
+    Baseline(cmd::baseline::Command),
 }
 
 fn main() {
@@ -42,12 +55,17 @@ fn main() {
         Err(e) => exit_on_usage_error(e),
     };
     let (result, failure_code) = match cli.command {
-        Command::Run(a) => (cmd::run::main(a, cli.verbose), exit::SETUP_FAILED),
+        Command::Run(a) => (cmd::run::main(*a, cli.verbose), exit::SETUP_FAILED),
         Command::Doctor(a) => (cmd::doctor::main(a), exit::SETUP_FAILED),
         Command::Gc(a) => (cmd::gc::main(a), exit::SETUP_FAILED),
         Command::Policy(c) => (cmd::policy::main(c), exit::SETUP_FAILED),
         Command::HostCheck(a) => (cmd::host_check::main(a), cmd::host_check::USAGE_OR_IO),
         Command::Audit(a) => (cmd::audit::main(a), 2),
+        Command::Gate(a) => (cmd::gate::main(a), exit::SETUP_FAILED),
+        Command::Gitlab(c) => (cmd::gitlab::main(c, cli.verbose), 2),
+        Command::Github(c) => (cmd::github::main(c), exit::SETUP_FAILED),
+        Command::Report(a) => (cmd::report::main(a), 2),
+        Command::Baseline(c) => (cmd::baseline::main(c), 2),
     };
     match result {
         Ok(code) => std::process::exit(code),

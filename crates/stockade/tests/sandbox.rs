@@ -261,6 +261,16 @@ fn daemonized_processes_die_with_the_job() {
 }
 
 #[test]
+fn fresh_workspace_is_reachable_by_its_absolute_path() {
+    need_root!();
+    // The default workspace lives under the hidden state root; its path must still resolve.
+    let st = PathBuf::from("/var/lib/stockade");
+    let o = sh(&st, "touch \"$PWD/made\" && ls \"$PWD\" && ls /var/lib/stockade 2>/dev/null || echo unlisted");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "made\nunlisted\n");
+}
+
+#[test]
 fn tmp_does_not_persist_between_jobs() {
     need_root!();
     let st = state_dir("tmp");
@@ -434,4 +444,22 @@ fn writable_root_is_thrown_away() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stdout(&o), "overlay\ndone\n");
     assert!(!Path::new("/etc/stockade-probe").exists());
+}
+
+#[test]
+fn unprivileged_mode_isolates_and_reports_what_it_cannot_enforce() {
+    need_root!();
+    // setpriv drops to nobody: the kernel allows unprivileged user namespaces here.
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "env", "HOME=/tmp", "XDG_RUNTIME_DIR="])
+        .arg(BIN)
+        .args(["run", "--", "sh", "-c", "grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; ls /home 2>/dev/null || echo hidden"])
+        .current_dir("/tmp")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "CapEff:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\nhidden\n");
+    let err = stderr(&o);
+    assert!(err.contains("running unprivileged"), "{err}");
+    assert!(err.contains("memory limit") && err.contains("RLIMIT_AS"), "{err}");
 }

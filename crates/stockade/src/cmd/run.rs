@@ -71,6 +71,30 @@ pub struct Args {
     /// Write the job report (JSON) to FILE.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Monitoring: audit (record and report), block (also stop the job at the first detection
+    /// at or above --block-at, exit 120), or off.
+    #[arg(long, value_name = "MODE", default_value = "audit")]
+    pub mode: stockade_monitor::Mode,
+    /// Severity at which block mode stops the job (info, low, medium, high, critical).
+    #[arg(long, value_name = "SEVERITY", default_value = "high")]
+    pub block_at: stockade_monitor::Severity,
+    /// Compare the job with a baseline written by `stockade baseline learn`.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+    /// Watch source files: `--protect-source` (the files git tracks in the workspace) or
+    /// `--protect-source=GLOB` relative to it (repeatable). Needs --workspace.
+    #[arg(long, value_name = "GLOB", num_args = 0..=1, require_equals = true, default_missing_value = "git")]
+    pub protect_source: Vec<String>,
+    /// How long the job should take; running longer raises duration-anomaly.
+    #[arg(long, value_name = "DURATION")]
+    pub expected_duration: Option<Dur>,
+    /// The job's context (JSON, see `stockade gate`): the job runs only if its pool admits it
+    /// (else exit 123), under the pool's settings.
+    #[arg(long, value_name = "FILE")]
+    pub context: Option<PathBuf>,
+    /// The pool the job asks for (default: the policy's default_pool). Needs --context.
+    #[arg(long, value_name = "NAME")]
+    pub pool: Option<String>,
     /// Where job state lives (default /var/lib/stockade as root).
     #[arg(long, value_name = "DIR", hide = true)]
     pub state_dir: Option<PathBuf>,
@@ -81,9 +105,21 @@ pub struct Args {
 
 pub fn main(a: Args, verbose: u8) -> Result<i32> {
     // 1. Policy: the file (or the embedded default), then the command line on top.
-    let mut policy = match &a.policy {
+    let policy = match &a.policy {
         Some(p) => stockade_policy::load(p)?,
         None => Policy::default_policy(),
+    };
+    // The gate: a job its pool refuses never starts; an admitted one gets its pool's settings.
+    use crate::cmd::gate::{Admission, admit};
+    let (mut policy, context) = match admit(
+        policy,
+        a.pool.as_deref(),
+        a.context.as_deref(),
+        a.report.as_deref(),
+        &a.command,
+    )? {
+        Admission::Admitted { policy, context } => (*policy, context),
+        Admission::Refused(code) => return Ok(code),
     };
     apply_cli(&mut policy, &a)?;
     execute(JobSpec {
@@ -93,9 +129,38 @@ pub fn main(a: Args, verbose: u8) -> Result<i32> {
         secrets: a.secrets,
         report: a.report,
         state_dir: a.state_dir,
-        context: None,
+        context,
         verbose,
+        monitor: MonitorOpts {
+            mode: a.mode,
+            threshold: a.block_at,
+            baseline: a.baseline,
+            protect: a.protect_source,
+            expected_duration: a.expected_duration.map(|d| d.0),
+        },
     })
+}
+
+/// How the job is watched (`--mode`, `--baseline`, ...).
+pub struct MonitorOpts {
+    pub mode: stockade_monitor::Mode,
+    pub threshold: stockade_monitor::Severity,
+    pub baseline: Option<PathBuf>,
+    /// `git` and/or globs relative to the workspace.
+    pub protect: Vec<String>,
+    pub expected_duration: Option<std::time::Duration>,
+}
+
+impl Default for MonitorOpts {
+    fn default() -> Self {
+        MonitorOpts {
+            mode: stockade_monitor::Mode::Audit,
+            threshold: stockade_monitor::Severity::High,
+            baseline: None,
+            protect: Vec::new(),
+            expected_duration: None,
+        }
+    }
 }
 
 /// Everything one job needs; every CI integration builds one and calls `execute`, so that there
@@ -111,6 +176,7 @@ pub struct JobSpec {
     /// The job context from a CI integration, recorded in the report.
     pub context: Option<serde_json::Value>,
     pub verbose: u8,
+    pub monitor: MonitorOpts,
 }
 
 /// Runs one job from its spec to its report; returns the documented exit code.
@@ -131,12 +197,28 @@ pub fn execute(spec: JobSpec) -> Result<i32> {
     let (plan, secrets) = build_plan(policy, &spec, job_id.clone(), state_root)?;
     let command: Vec<String> = spec.command.iter().map(|c| mask(&c.to_string_lossy(), &secrets)).collect();
 
-    // 4. Spawn (single-threaded), then supervise until the job ends and is torn down.
-    let sandbox = Sandbox::spawn(plan).context("starting the sandbox")?;
+    // 4. Spawn (single-threaded), then supervise until the job ends and is torn down. The
+    // monitor subscribes before the sandbox exists and marks its mounts before the job starts.
+    let mut plan = plan;
+    let (monitor, baseline) = crate::cmd::report::prepare_monitor(&spec, &secrets)?;
+    if let Some(m) = &monitor {
+        plan.before_job = Some(m.before_job());
+        plan.watch_syscalls = true;
+    }
+    let mut sandbox = Sandbox::spawn(plan).context("starting the sandbox")?;
     if spec.verbose > 0 {
         eprintln!("stockade: job {} started", sandbox.job_id);
     }
+    let running = monitor.map(|m| {
+        let killer = sandbox.killer();
+        m.start(sandbox.init_pid(), Box::new(move || killer.kill()))
+    });
+    if let Some(r) = &running {
+        sandbox.on_denied(r.denied_hook());
+        sandbox.on_watched(r.watch_hook());
+    }
     let outcome = sandbox.wait().context("supervising the job")?;
+    let observed = running.map(|r| r.finish()).unwrap_or_default();
 
     // 5. Exit code, warnings, report.
     let code = exit_code(&outcome);
@@ -168,8 +250,8 @@ pub fn execute(spec: JobSpec) -> Result<i32> {
     }
     let final_code = if leftovers.is_empty() { code } else { exit::SETUP_FAILED };
 
-    if let Some(path) = &spec.report {
-        let report = JobReport {
+    {
+        let mut report = JobReport {
             version: stockade_monitor::REPORT_VERSION,
             job_id,
             command,
@@ -199,6 +281,7 @@ pub fn execute(spec: JobSpec) -> Result<i32> {
                 cpu_system_ms: outcome.stats.cpu_system_usec.map(|u| u / 1000),
                 memory_peak_bytes: outcome.stats.memory_peak,
                 pids_peak: outcome.stats.pids_peak,
+                ..Default::default()
             },
             enforced: outcome.enforced.clone(),
             warnings: outcome.warnings.clone(),
@@ -214,10 +297,14 @@ pub fn execute(spec: JobSpec) -> Result<i32> {
                 .collect(),
             leftovers: leftovers.clone(),
             egress: serde_json::Value::Null,
+            observed,
         };
-        write_report(path, &report)?;
+        let final_code = crate::cmd::report::conclude_monitor(&mut report, &spec, baseline.as_ref(), final_code);
+        if let Some(path) = &spec.report {
+            write_report(path, &report)?;
+        }
+        Ok(final_code)
     }
-    Ok(final_code)
 }
 
 fn write_report(path: &Path, report: &JobReport) -> Result<()> {
@@ -414,6 +501,8 @@ fn build_plan(p: &Policy, a: &JobSpec, job_id: String, state_root: PathBuf) -> R
         mask: secrets.clone(),
         state_root,
         net_setup: None,
+        before_job: None,
+        watch_syscalls: false,
     };
     Ok((plan, secrets))
 }

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Egress benchmark, in one run, against the same local server on 127.0.0.1:
+#   1. throughput of a 1 GiB download through the proxy (explicit and transparent) vs direct
+#      loopback (goal >= 0.8x);
+#   2. added latency per new connection, median over many requests (goal <= 0.5 ms);
+#   3. DNS answer latency of the job's resolver (goal <= 0.2 ms);
+#   4. start-up cost of egress: setup_netns + Egress::start, and `stockade run -- true` with
+#      egress on vs off where `stockade run` supports --egress (goal <= +1.5 ms);
+#   5. supervisor RSS with 200 open proxied connections (goal <= 30 MiB).
+# Jobs run in a fresh user+network namespace via stockade-egress-try (the same calls the
+# sandbox makes). All traffic stays on loopback. Usage: bash bench/egress.sh  (RUNS=N to change)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+RUNS="${RUNS:-5}"
+LAT_N="${LAT_N:-200}"
+PORT="${PORT:-18931}"
+GIB=$((1 << 30))
+
+cargo build --release -q -p stockade-egress
+have_stockade=1
+cargo build --release -q -p stockade 2>/dev/null || have_stockade=0
+TRY="$CARGO_TARGET_DIR/release/stockade-egress-try"
+STOCKADE="$CARGO_TARGET_DIR/release/stockade"
+
+work="$(mktemp -d)"
+server_pid=""
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "nan"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+
+start_server() {
+  "$TRY" probe serve-http "127.0.0.1:$PORT" "$@" >"$work/server.out" &
+  server_pid=$!
+  for _ in $(seq 200); do grep -q listening "$work/server.out" 2>/dev/null && return; sleep 0.01; done
+  echo "bench: server did not start" >&2; exit 1
+}
+stop_server() { kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; server_pid=""; }
+
+POLICY="{\"mode\":\"allowlist\",\"allow\":[\"bench.test:$PORT\"],\"resolve\":{\"bench.test\":\"127.0.0.1\"}}"
+in_job() { "$TRY" --timing --policy-json "$POLICY" -- sh -c "$1" 2>>"$work/timing.txt"; }
+
+echo "== egress benchmark ($(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), $RUNS runs)"
+start_server
+
+# 1. Throughput.
+for _ in $(seq "$RUNS"); do
+  curl -s --noproxy '*' -o /dev/null -w '%{speed_download}\n' "http://127.0.0.1:$PORT/bytes/$GIB"
+done >"$work/direct.txt"
+in_job "for i in \$(seq $RUNS); do curl -s -o /dev/null -w '%{speed_download}\n' http://bench.test:$PORT/bytes/$GIB; done" >"$work/proxy.txt"
+in_job "for i in \$(seq $RUNS); do curl -s --noproxy '*' -o /dev/null -w '%{speed_download}\n' http://bench.test:$PORT/bytes/$GIB; done" >"$work/transparent.txt"
+d=$(median <"$work/direct.txt"); p=$(median <"$work/proxy.txt"); t=$(median <"$work/transparent.txt")
+printf '1 GiB download   direct %6.0f MB/s | proxy %6.0f MB/s (%sx) | transparent %6.0f MB/s (%sx)   goal >= 0.8x\n' \
+  "$(awk -v x="$d" 'BEGIN{print x/1e6}')" "$(awk -v x="$p" 'BEGIN{print x/1e6}')" "$(ratio "$p" "$d")" \
+  "$(awk -v x="$t" 'BEGIN{print x/1e6}')" "$(ratio "$t" "$d")"
+
+# 2. Latency of a new connection: one small request per connection, LAT_N of them.
+urls() { for _ in $(seq "$LAT_N"); do printf '%s ' "$1"; done; }
+lat_direct=$(curl -s --noproxy '*' -H 'Connection: close' -o /dev/null -w '%{time_total}\n' $(urls "http://127.0.0.1:$PORT/") | median)
+lat_proxy=$(in_job "curl -s -H 'Connection: close' -o /dev/null -w '%{time_total}\n' $(urls "http://bench.test:$PORT/")" | median)
+lat_transp=$(in_job "curl -s --noproxy '*' -H 'Connection: close' -o /dev/null -w '%{time_total}\n' $(urls "http://bench.test:$PORT/")" | median)
+awk -v d="$lat_direct" -v p="$lat_proxy" -v t="$lat_transp" 'BEGIN {
+  printf "new connection   direct %.3f ms | proxy %.3f ms (+%.3f ms) | transparent %.3f ms (+%.3f ms, includes the job'"'"'s DNS lookup)   goal <= +0.5 ms\n",
+    d*1000, p*1000, (p-d)*1000, t*1000, (t-d)*1000 }'
+
+# 3. DNS answer latency (a pinned, allowed name: answered without an upstream).
+dns=$(in_job "\"$TRY\" probe dns-bench 127.0.0.1:53 bench.test 2000" | awk '{print $3}')
+dns_denied=$(in_job "\"$TRY\" probe dns-bench 127.0.0.1:53 denied.test 2000" | awk '{print $3}')
+printf 'DNS answer       allowed %s ms | refused %s ms   goal <= 0.2 ms\n' \
+  "$(awk -v x="$dns" 'BEGIN{printf "%.3f", x/1000}')" "$(awk -v x="$dns_denied" 'BEGIN{printf "%.3f", x/1000}')"
+
+# 4. Start-up cost.
+: >"$work/timing.txt"
+for _ in $(seq 20); do in_job true; done
+setup=$(awk '/setup_netns/ {print $3}' "$work/timing.txt" | median)
+start=$(awk '/Egress::start/ {print $3}' "$work/timing.txt" | median)
+printf 'egress start-up  setup_netns %.3f ms (in the job namespace) + Egress::start %.3f ms (supervisor, overlaps the job)\n' \
+  "$(awk -v x="$setup" 'BEGIN{print x/1000}')" "$(awk -v x="$start" 'BEGIN{print x/1000}')"
+if [ "$have_stockade" = 1 ] && "$STOCKADE" run --help 2>/dev/null | grep -q -- '--egress'; then
+  for mode in off on; do
+    args=()
+    [ "$mode" = on ] && args=(--egress allowlist --allow-domain bench.test)
+    for _ in $(seq 30); do
+      s=$(date +%s%N); "$STOCKADE" run "${args[@]}" -- true >/dev/null 2>&1 || true; e=$(date +%s%N)
+      echo $(( (e - s) / 1000 ))
+    done >"$work/run-$mode.txt"
+  done
+  off=$(median <"$work/run-off.txt"); on=$(median <"$work/run-on.txt")
+  awk -v a="$off" -v b="$on" 'BEGIN { printf "stockade run     egress off %.2f ms | on %.2f ms (+%.2f ms, %.2fx)   goal <= +1.5 ms\n", a/1000, b/1000, (b-a)/1000, b/a }'
+else
+  echo "stockade run     (no --egress in this build of stockade run: sandbox start with egress not measured)"
+fi
+stop_server
+
+# 5. Supervisor RSS with 200 connections open at once through the proxy.
+rm -f "$work/ready" "$work/release"
+start_server --hold 200 --ready "$work/ready" --release "$work/release"
+"$TRY" --timing --policy-json "$POLICY" -- sh -c \
+  "curl -s -Z --parallel-immediate --parallel-max 200 \$(for i in \$(seq 200); do echo http://bench.test:$PORT/hold; done) >/dev/null" \
+  2>"$work/rss-timing.txt" &
+job=$!
+for _ in $(seq 3000); do [ -e "$work/ready" ] && break; sleep 0.01; done
+rss_open=$(awk '/VmRSS/ {print $2}' "/proc/$job/status")
+touch "$work/release"
+wait "$job"
+hwm=$(awk '/VmHWM/ {print $4}' "$work/rss-timing.txt")
+printf 'supervisor RSS   %.1f MiB with 200 connections open, peak %.1f MiB   goal <= 30 MiB\n' \
+  "$(awk -v x="$rss_open" 'BEGIN{print x/1024}')" "$(awk -v x="$hwm" 'BEGIN{print x/1024}')"
+stop_server

@@ -1,0 +1,372 @@
+//! Runs inside the job's fresh user+network namespace, before the job starts: a route that
+//! keeps every destination on `lo`, nftables rules that hand outbound TCP to the proxy and all
+//! DNS to the resolver, and the listening sockets that the supervisor serves from outside.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::OwnedFd;
+
+use rustix::net::{AddressFamily, SocketFlags, SocketType, sockopt};
+
+use crate::netlink::{self, Msg, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NetlinkError};
+use crate::policy::{EgressPolicy, Mode};
+
+/// Where the proxy listens inside the job's namespace, for explicit and transparent use.
+pub const PROXY_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 3128);
+/// Where the resolver listens inside the job's namespace (UDP and TCP).
+pub const DNS_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 53);
+/// The nftables table stockade owns in the job's namespace.
+pub const NFT_TABLE: &str = "stockade";
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetnsError {
+    #[error("egress mode is none: the sandbox must not set up egress")]
+    ModeNone,
+    #[error("create the {what} socket")]
+    Socket {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("bind the {what} socket to {addr}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("listen on the {what} socket")]
+    Listen {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("add the default route via lo")]
+    Route(#[source] NetlinkError),
+    #[error("install the nftables redirect rules (is nf_nat/nf_tables available?)")]
+    Nftables(#[source] NetlinkError),
+}
+
+/// Sets up egress in the current network namespace and returns the listening sockets, in this
+/// order: proxy (TCP), DNS (UDP), DNS (TCP). Call it in the job's namespace with its
+/// capabilities, `lo` up, from a single thread: it spawns no thread and execs nothing.
+pub fn setup_netns(policy: &EgressPolicy) -> Result<Vec<OwnedFd>, NetnsError> {
+    if policy.mode == Mode::None {
+        return Err(NetnsError::ModeNone);
+    }
+    let proxy = tcp_listener("proxy", PROXY_ADDR)?;
+    let dns_udp = udp_socket("DNS (UDP)", DNS_ADDR)?;
+    let dns_tcp = tcp_listener("DNS (TCP)", DNS_ADDR)?;
+    add_default_route().map_err(NetnsError::Route)?;
+    install_rules().map_err(NetnsError::Nftables)?;
+    Ok(vec![proxy, dns_udp, dns_tcp])
+}
+
+fn tcp_listener(what: &'static str, addr: SocketAddrV4) -> Result<OwnedFd, NetnsError> {
+    let fd = rustix::net::socket_with(
+        AddressFamily::INET,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )
+    .map_err(|e| NetnsError::Socket { what, source: e.into() })?;
+    sockopt::set_socket_reuseaddr(&fd, true).map_err(|e| NetnsError::Socket { what, source: e.into() })?;
+    rustix::net::bind(&fd, &SocketAddr::V4(addr)).map_err(|e| NetnsError::Bind {
+        what,
+        addr: addr.into(),
+        source: e.into(),
+    })?;
+    rustix::net::listen(&fd, 4096).map_err(|e| NetnsError::Listen { what, source: e.into() })?;
+    Ok(fd)
+}
+
+fn udp_socket(what: &'static str, addr: SocketAddrV4) -> Result<OwnedFd, NetnsError> {
+    let fd = rustix::net::socket_with(
+        AddressFamily::INET,
+        SocketType::DGRAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )
+    .map_err(|e| NetnsError::Socket { what, source: e.into() })?;
+    rustix::net::bind(&fd, &SocketAddr::V4(addr)).map_err(|e| NetnsError::Bind {
+        what,
+        addr: addr.into(),
+        source: e.into(),
+    })?;
+    Ok(fd)
+}
+
+// `ip route add default dev lo src 127.0.0.1`: every IPv4 destination leaves through lo, where
+// the nat rules catch it. The source must be 127.0.0.1: with no source the kernel picks 0.0.0.0
+// and the replies of the redirected connection would have nowhere to go. IPv6 gets no route at
+// all, so it is closed: connect() fails at once with ENETUNREACH.
+fn add_default_route() -> Result<(), NetlinkError> {
+    const RTM_NEWROUTE: u16 = 24;
+    const RTA_OIF: u16 = 4;
+    const RTA_PREFSRC: u16 = 7;
+    const LOOPBACK_IFINDEX: u32 = 1; // lo is always interface 1 of a network namespace
+    let rtmsg = [
+        2u8, // AF_INET
+        0,   // dst_len: default route
+        0,   // src_len
+        0,   // tos
+        254, // RT_TABLE_MAIN
+        4,   // RTPROT_STATIC
+        0,   // RT_SCOPE_UNIVERSE
+        1,   // RTN_UNICAST
+        0, 0, 0, 0, // flags
+    ];
+    let msg = Msg::new(RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, 1)
+        .raw(&rtmsg)
+        .ne32(RTA_OIF, LOOPBACK_IFINDEX)
+        .attr(RTA_PREFSRC, &Ipv4Addr::LOCALHOST.octets())
+        .finish();
+    let fd = netlink::route_socket()?;
+    netlink::transact(&fd, &[msg], &[(1, "default route")])
+}
+
+// The ruleset, as `nft list ruleset` shows it:
+//
+// table ip stockade {
+//   chain nat_out { type nat hook output priority -100; policy accept;
+//     udp dport 53 redirect to :53          # all DNS, to any address, to the resolver
+//     tcp dport 53 redirect to :53
+//     ip daddr 127.0.0.0/8 return           # the job's own loopback traffic stays its own
+//     meta l4proto tcp redirect to :3128    # every other TCP connection, to the proxy
+//   }
+//   chain filter_out { type filter hook output priority 0; policy accept;
+//     ip daddr != 127.0.0.0/8 reject        # UDP, ICMP and the rest fail at once
+//   }
+// }
+mod nft {
+    pub const SUBSYS: u16 = 10; // NFNL_SUBSYS_NFTABLES
+    pub const BATCH_BEGIN: u16 = 0x10;
+    pub const BATCH_END: u16 = 0x11;
+    pub const NEWTABLE: u16 = 0;
+    pub const NEWCHAIN: u16 = 3;
+    pub const NEWRULE: u16 = 6;
+    pub const NFPROTO_IPV4: u8 = 2;
+    pub const HOOK_LOCAL_OUT: u32 = 3;
+    pub const NF_ACCEPT: u32 = 1;
+    pub const REG_VERDICT: u32 = 0;
+    pub const REG_1: u32 = 1;
+    pub const META_L4PROTO: u32 = 16;
+    pub const PAYLOAD_NETWORK: u32 = 1;
+    pub const PAYLOAD_TRANSPORT: u32 = 2;
+    pub const CMP_EQ: u32 = 0;
+    pub const CMP_NEQ: u32 = 1;
+    pub const NFT_RETURN: i32 = -5;
+    pub const NF_NAT_RANGE_PROTO_SPECIFIED: u32 = 2;
+}
+
+fn nfgenmsg(family: u8, res_id: u16) -> [u8; 4] {
+    let r = res_id.to_be_bytes();
+    [family, 0, r[0], r[1]]
+}
+
+/// One nftables expression appended to a rule's expression list.
+enum Expr {
+    MetaL4Proto,
+    Payload { base: u32, offset: u32, len: u32 },
+    Cmp { op: u32, data: Vec<u8> },
+    Immediate(Vec<u8>),
+    Return,
+    Redirect,
+    Reject,
+}
+
+fn push_expr(m: Msg, e: &Expr) -> Msg {
+    const LIST_ELEM: u16 = 1;
+    const EXPR_NAME: u16 = 1;
+    const EXPR_DATA: u16 = 2;
+    const DATA_VALUE: u16 = 1;
+    const DATA_VERDICT: u16 = 2;
+    let name = match e {
+        Expr::MetaL4Proto => "meta",
+        Expr::Payload { .. } => "payload",
+        Expr::Cmp { .. } => "cmp",
+        Expr::Immediate(_) | Expr::Return => "immediate",
+        Expr::Redirect => "redir",
+        Expr::Reject => "reject",
+    };
+    let m = m.begin(LIST_ELEM).str(EXPR_NAME, name).begin(EXPR_DATA);
+    let m = match e {
+        Expr::MetaL4Proto => m.be32(1, nft::REG_1).be32(2, nft::META_L4PROTO),
+        Expr::Payload { base, offset, len } => m.be32(1, nft::REG_1).be32(2, *base).be32(3, *offset).be32(4, *len),
+        Expr::Cmp { op, data } => m.be32(1, nft::REG_1).be32(2, *op).begin(3).attr(DATA_VALUE, data).end(),
+        Expr::Immediate(data) => m.be32(1, nft::REG_1).begin(2).attr(DATA_VALUE, data).end(),
+        Expr::Return => m
+            .be32(1, nft::REG_VERDICT)
+            .begin(2)
+            .begin(DATA_VERDICT)
+            .be32(1, nft::NFT_RETURN as u32)
+            .end()
+            .end(),
+        Expr::Redirect => m.be32(1, nft::REG_1).be32(3, nft::NF_NAT_RANGE_PROTO_SPECIFIED),
+        // ICMP port unreachable, as `reject` does for the ip family.
+        Expr::Reject => m.be32(1, 0).attr(2, &[3u8]),
+    };
+    m.end().end()
+}
+
+fn rule(seq: u32, chain: &str, exprs: &[Expr]) -> Vec<u8> {
+    let mut m = Msg::new(
+        (nft::SUBSYS << 8) | nft::NEWRULE,
+        NLM_F_REQUEST | NLM_F_CREATE | NLM_F_APPEND | NLM_F_ACK,
+        seq,
+    )
+    .raw(&nfgenmsg(nft::NFPROTO_IPV4, 0))
+    .str(1, NFT_TABLE)
+    .str(2, chain)
+    .begin(4);
+    for e in exprs {
+        m = push_expr(m, e);
+    }
+    m.end().finish()
+}
+
+fn chain(seq: u32, name: &str, kind: &str, priority: i32) -> Vec<u8> {
+    Msg::new(
+        (nft::SUBSYS << 8) | nft::NEWCHAIN,
+        NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK,
+        seq,
+    )
+    .raw(&nfgenmsg(nft::NFPROTO_IPV4, 0))
+    .str(1, NFT_TABLE)
+    .str(3, name)
+    .begin(4)
+    .be32(1, nft::HOOK_LOCAL_OUT)
+    .be32(2, priority as u32)
+    .end()
+    .be32(5, nft::NF_ACCEPT)
+    .str(7, kind)
+    .finish()
+}
+
+fn install_rules() -> Result<(), NetlinkError> {
+    let proto = |p: u8| Expr::Cmp {
+        op: nft::CMP_EQ,
+        data: vec![p],
+    };
+    let dport = Expr::Payload {
+        base: nft::PAYLOAD_TRANSPORT,
+        offset: 2,
+        len: 2,
+    };
+    let daddr_first_octet = Expr::Payload {
+        base: nft::PAYLOAD_NETWORK,
+        offset: 16,
+        len: 1,
+    };
+    let port = |p: u16| p.to_be_bytes().to_vec();
+    let dns = DNS_ADDR.port();
+    let proxy = PROXY_ADDR.port();
+
+    let batch_begin = Msg::new(nft::BATCH_BEGIN, NLM_F_REQUEST, 0)
+        .raw(&nfgenmsg(0, nft::SUBSYS))
+        .finish();
+    let table = Msg::new(
+        (nft::SUBSYS << 8) | nft::NEWTABLE,
+        NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK,
+        1,
+    )
+    .raw(&nfgenmsg(nft::NFPROTO_IPV4, 0))
+    .str(1, NFT_TABLE)
+    .be32(2, 0)
+    .finish();
+    let msgs = vec![
+        batch_begin,
+        table,
+        chain(2, "nat_out", "nat", -100),
+        chain(3, "filter_out", "filter", 0),
+        rule(
+            4,
+            "nat_out",
+            &[
+                Expr::MetaL4Proto,
+                proto(17),
+                dport,
+                Expr::Cmp {
+                    op: nft::CMP_EQ,
+                    data: port(dns),
+                },
+                Expr::Immediate(port(dns)),
+                Expr::Redirect,
+            ],
+        ),
+        rule(
+            5,
+            "nat_out",
+            &[
+                Expr::MetaL4Proto,
+                proto(6),
+                Expr::Payload {
+                    base: nft::PAYLOAD_TRANSPORT,
+                    offset: 2,
+                    len: 2,
+                },
+                Expr::Cmp {
+                    op: nft::CMP_EQ,
+                    data: port(dns),
+                },
+                Expr::Immediate(port(dns)),
+                Expr::Redirect,
+            ],
+        ),
+        rule(
+            6,
+            "nat_out",
+            &[
+                Expr::Payload {
+                    base: nft::PAYLOAD_NETWORK,
+                    offset: 16,
+                    len: 1,
+                },
+                Expr::Cmp {
+                    op: nft::CMP_EQ,
+                    data: vec![127],
+                },
+                Expr::Return,
+            ],
+        ),
+        rule(
+            7,
+            "nat_out",
+            &[
+                Expr::MetaL4Proto,
+                proto(6),
+                Expr::Immediate(port(proxy)),
+                Expr::Redirect,
+            ],
+        ),
+        rule(
+            8,
+            "filter_out",
+            &[
+                daddr_first_octet,
+                Expr::Cmp {
+                    op: nft::CMP_NEQ,
+                    data: vec![127],
+                },
+                Expr::Reject,
+            ],
+        ),
+        Msg::new(nft::BATCH_END, NLM_F_REQUEST, 9)
+            .raw(&nfgenmsg(0, nft::SUBSYS))
+            .finish(),
+    ];
+    let fd = netlink::netfilter_socket()?;
+    netlink::transact(
+        &fd,
+        &msgs,
+        &[
+            (1, "table"),
+            (2, "chain nat_out"),
+            (3, "chain filter_out"),
+            (4, "rule: udp dport 53 redirect"),
+            (5, "rule: tcp dport 53 redirect"),
+            (6, "rule: loopback return"),
+            (7, "rule: tcp redirect to proxy"),
+            (8, "rule: reject the rest"),
+        ],
+    )
+}
