@@ -87,6 +87,11 @@ fn validate(p: &Policy) -> Result<(), (String, String)> {
     if p.version != 1 {
         return err("version", format!("unsupported policy version {} (this stockade reads version 1)", p.version));
     }
+    if let Err(e) = p.egress.validate() {
+        let msg = e.to_string();
+        let (key, rest) = msg.split_once(": ").unwrap_or(("egress", &msg));
+        return err(key, rest.to_string());
+    }
     if !(p.limits.cpus.is_finite() && p.limits.cpus >= 0.0) {
         return err("limits.cpus", format!("{} is not a CPU count (0 for no limit)", p.limits.cpus));
     }
@@ -208,6 +213,8 @@ mod tests {
         assert!(e.starts_with("p.toml:2: limits.pids:"), "{e}");
         let e = parse("[limits]\ncpus = -1.0\n", "p.toml").unwrap_err().to_string();
         assert_eq!(e, "p.toml:2: limits.cpus: -1 is not a CPU count (0 for no limit)");
+        let e = parse("[egress]\nmode = \"allowlist\"\nallow = [\"*.*\"]\n", "p.toml").unwrap_err().to_string();
+        assert!(e.starts_with("p.toml:3: egress.allow: entry \"*.*\""), "{e}");
         let e = parse("[filesystem]\nhidden = [\"relative\"]\n", "p.toml").unwrap_err().to_string();
         assert!(e.starts_with("p.toml:2: filesystem.hidden: relative must be an absolute path"), "{e}");
         assert!(!e.contains('\n'));

@@ -20,6 +20,9 @@ pub struct Policy {
     pub limits: Limits,
     #[serde(default)]
     pub security: Security,
+    /// Egress by name (see the egress crate; `stockade policy default` documents every key).
+    #[serde(default)]
+    pub egress: stockade_egress::EgressPolicy,
     /// Runner pools: an admission rule and sandbox settings each (see pools.rs).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pools: BTreeMap<String, Pool>,

@@ -68,6 +68,19 @@ pub struct Args {
     /// Hostname inside the job.
     #[arg(long)]
     pub hostname: Option<String>,
+    /// Egress mode: none (no network), allowlist (only allowed names), audit (all, flagged).
+    #[arg(long, value_name = "MODE")]
+    pub egress: Option<String>,
+    /// Allow a domain (exact, `*.` wildcard, optional :PORT, or a preset such as @github) (repeatable).
+    #[arg(long = "allow-domain", value_name = "NAME[:PORT]")]
+    pub allow_domains: Vec<String>,
+    /// Allow an IP range by address (repeatable).
+    #[arg(long = "allow-cidr", value_name = "CIDR")]
+    pub allow_cidrs: Vec<String>,
+    /// Pin a name to an address, like curl's --resolve; a pinned address is allowed even when
+    /// private or loopback (repeatable).
+    #[arg(long, value_name = "NAME=IP")]
+    pub resolve: Vec<String>,
     /// Write the job report (JSON) to FILE.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
@@ -217,8 +230,25 @@ pub fn execute(spec: JobSpec) -> Result<i32> {
         sandbox.on_denied(r.denied_hook());
         sandbox.on_watched(r.watch_hook());
     }
+    // Egress: serve the proxy and resolver sockets that init made in the job's network namespace.
+    let egress = if policy.egress.is_enabled() {
+        match stockade_egress::Egress::start(&policy.egress, sandbox.take_net_fds()) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                sandbox.killer().kill();
+                let _ = sandbox.wait();
+                return Err(anyhow::Error::new(e).context("starting egress"));
+            }
+        }
+    } else {
+        None
+    };
     let outcome = sandbox.wait().context("supervising the job")?;
     let observed = running.map(|r| r.finish()).unwrap_or_default();
+    let egress_log = egress.map(|e| e.finish());
+    if let Some(log) = &egress_log {
+        eprint!("{}", log.summary());
+    }
 
     // 5. Exit code, warnings, report.
     let code = exit_code(&outcome);
@@ -296,7 +326,10 @@ pub fn execute(spec: JobSpec) -> Result<i32> {
                 })
                 .collect(),
             leftovers: leftovers.clone(),
-            egress: serde_json::Value::Null,
+            egress: match &egress_log {
+                Some(log) => serde_json::to_value(log)?,
+                None => serde_json::Value::Null,
+            },
             observed,
         };
         let final_code = crate::cmd::report::conclude_monitor(&mut report, &spec, baseline.as_ref(), final_code);
@@ -325,6 +358,18 @@ fn exit_code(o: &stockade_sandbox::Outcome) -> i32 {
         Some(WaitStatus::Signaled(s)) => 128 + s,
         None => exit::SETUP_FAILED,
     }
+}
+
+/// An error and its causes on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
 }
 
 /// errno of "no such file": the command was not found.
@@ -382,6 +427,14 @@ fn apply_cli(p: &mut Policy, a: &Args) -> Result<()> {
     if let Some(h) = &a.hostname {
         p.job.hostname = h.clone();
     }
+    p.egress
+        .apply_cli(&stockade_egress::EgressCli {
+            mode: a.egress.clone(),
+            allow_domains: a.allow_domains.clone(),
+            allow_cidrs: a.allow_cidrs.clone(),
+            resolve: a.resolve.clone(),
+        })
+        .map_err(|e| anyhow::anyhow!("{}", chain(&e)))?;
     for kv in &a.env {
         let (k, v) = kv
             .split_once('=')
@@ -460,6 +513,19 @@ fn build_plan(p: &Policy, a: &JobSpec, job_id: String, state_root: PathBuf) -> R
             secrets.push(trimmed);
         }
     }
+    let mut net_setup: Option<stockade_sandbox::NetSetup> = None;
+    if p.egress.is_enabled() {
+        for (k, v) in stockade_egress::job_env(&p.egress) {
+            set(k.into(), v.into());
+        }
+        files.push(FileMount {
+            target: PathBuf::from("/etc/resolv.conf"),
+            contents: stockade_egress::resolv_conf(&p.egress).into_bytes(),
+            private: false,
+        });
+        let eg = p.egress.clone();
+        net_setup = Some(Box::new(move || stockade_egress::setup_netns(&eg).map_err(|e| chain(&e))));
+    }
     let binds = p
         .filesystem
         .binds
@@ -500,7 +566,7 @@ fn build_plan(p: &Policy, a: &JobSpec, job_id: String, state_root: PathBuf) -> R
         stdin: p.job.stdin,
         mask: secrets.clone(),
         state_root,
-        net_setup: None,
+        net_setup,
         before_job: None,
         watch_syscalls: false,
     };
