@@ -82,16 +82,17 @@ start=$(awk '/Egress::start/ {print $3}' "$work/timing.txt" | median)
 printf 'egress start-up  setup_netns %.3f ms (in the job namespace) + Egress::start %.3f ms (supervisor, overlaps the job)\n' \
   "$(awk -v x="$setup" 'BEGIN{print x/1000}')" "$(awk -v x="$start" 'BEGIN{print x/1000}')"
 if [ "$have_stockade" = 1 ] && "$STOCKADE" run --help 2>/dev/null | grep -q -- '--egress'; then
-  for mode in off on; do
-    args=()
-    [ "$mode" = on ] && args=(--egress allowlist --allow-domain bench.test)
-    for _ in $(seq 30); do
-      s=$(date +%s%N); "$STOCKADE" run "${args[@]}" -- true >/dev/null 2>&1 || true; e=$(date +%s%N)
-      echo $(( (e - s) / 1000 ))
-    done >"$work/run-$mode.txt"
+  # Interleaved, so that the machine's load drifts equally over both.
+  : >"$work/run-off.txt"; : >"$work/run-on.txt"; : >"$work/run-diff.txt"
+  for _ in $(seq 40); do
+    s=$(date +%s%N); "$STOCKADE" run -- true >/dev/null 2>&1 || true; m=$(date +%s%N)
+    "$STOCKADE" run --egress allowlist --allow-domain bench.test -- true >/dev/null 2>&1 || true; e=$(date +%s%N)
+    echo $(( (m - s) / 1000 )) >>"$work/run-off.txt"
+    echo $(( (e - m) / 1000 )) >>"$work/run-on.txt"
+    echo $(( (e - m) - (m - s) )) | awk '{print $1/1000}' >>"$work/run-diff.txt"
   done
-  off=$(median <"$work/run-off.txt"); on=$(median <"$work/run-on.txt")
-  awk -v a="$off" -v b="$on" 'BEGIN { printf "stockade run     egress off %.2f ms | on %.2f ms (+%.2f ms, %.2fx)   goal <= +1.5 ms\n", a/1000, b/1000, (b-a)/1000, b/a }'
+  off=$(median <"$work/run-off.txt"); on=$(median <"$work/run-on.txt"); diff=$(median <"$work/run-diff.txt")
+  awk -v a="$off" -v b="$on" -v d="$diff" 'BEGIN { printf "stockade run     egress off %.2f ms | on %.2f ms (%.2fx; median paired difference %+.2f ms)   goal <= +1.5 ms\n", a/1000, b/1000, b/a, d/1000 }'
 else
   echo "stockade run     (no --egress in this build of stockade run: sandbox start with egress not measured)"
 fi

@@ -15,6 +15,7 @@ packages=(
   chromium        # the HTML job report is checked in headless Chromium
   make gcc        # benign real builds in the detection tests
   procps          # ps/pgrep in tests
+  python3         # probes inside the sandbox
   git             # --protect-source reads git's index
 )
 

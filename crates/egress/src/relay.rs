@@ -8,7 +8,7 @@ use rustix::pipe::{PipeFlags, SpliceFlags};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-const CHUNK: usize = 1 << 20;
+const DEFAULT_PIPE: usize = 64 << 10;
 const PIPE_SIZE: usize = 1 << 20;
 const GROW_AFTER: u64 = 4 << 20;
 
@@ -46,12 +46,14 @@ pub async fn pump(src: &TcpStream, dst: &TcpStream, count: &AtomicU64) -> io::Re
     let (pr, pw) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
     let mut total = 0u64;
     let mut grown = false;
+    let mut chunk = DEFAULT_PIPE;
     let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
     loop {
+        // The pipe is empty here, so EAGAIN can only mean that `src` has nothing to read.
         let n = loop {
             src.readable().await?;
             match src.try_io(Interest::READABLE, || {
-                rustix::pipe::splice(src, None, &pw, None, CHUNK, flags).map_err(io::Error::from)
+                rustix::pipe::splice(src, None, &pw, None, chunk, flags).map_err(io::Error::from)
             }) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -79,9 +81,11 @@ pub async fn pump(src: &TcpStream, dst: &TcpStream, count: &AtomicU64) -> io::Re
         if !grown && total > GROW_AFTER {
             // A bulk transfer: a bigger pipe means fewer wake-ups per byte. Only then, since
             // pipe sizes count against a per-user budget and most connections are small; the
-            // default size (64 KiB) still works if the kernel says no.
+            // default size still works if the kernel says no.
             grown = true;
-            let _ = rustix::pipe::fcntl_setpipe_size(&pw, PIPE_SIZE);
+            if let Ok(size) = rustix::pipe::fcntl_setpipe_size(&pw, PIPE_SIZE) {
+                chunk = size;
+            }
         }
     }
 }

@@ -14,7 +14,8 @@ pub struct State {
     pub sink: Arc<Sink>,
     pub names: Mutex<Names>,
     pub upstream: Upstream,
-    pub host_addrs: Vec<IpAddr>,
+    /// The host's own addresses, listed at the first upstream-resolved connection.
+    pub host_addrs: std::sync::OnceLock<Result<Vec<IpAddr>, String>>,
 }
 
 /// Why a connection did not go through.
@@ -68,10 +69,18 @@ impl State {
             Ok(Lookup::NoData) => return Err(Fail::Error(format!("{name}: no address"))),
             Err(e) => return Err(Fail::Error(e)),
         };
+        let host_addrs = match self
+            .host_addrs
+            .get_or_init(|| crate::addr::host_addresses().map_err(|e| e.to_string()))
+        {
+            Ok(h) => h,
+            // Without them the check would be incomplete: do not guess.
+            Err(e) => return Err(Fail::Error(format!("list the host's own addresses: {e}"))),
+        };
         let ok: Vec<IpAddr> = addrs
             .iter()
             .copied()
-            .filter(|a| self.policy.cidr_for(*a).is_some() || crate::addr::forbidden(*a, &self.host_addrs).is_none())
+            .filter(|a| self.policy.cidr_for(*a).is_some() || crate::addr::forbidden(*a, host_addrs).is_none())
             .collect();
         if let Some(first) = ok.first() {
             p.event.address = Some(*first);
@@ -79,7 +88,7 @@ impl State {
         }
         // DNS rebinding and metadata tricks land here: an allowed name pointing inward.
         let a = addrs[0];
-        let why = crate::addr::forbidden(a, &self.host_addrs).unwrap_or("forbidden");
+        let why = crate::addr::forbidden(a, host_addrs).unwrap_or("forbidden");
         p.event.address = Some(a);
         if self.judge(p, false, format!("{name} resolved to {a}: {why}")) {
             Ok(addrs)

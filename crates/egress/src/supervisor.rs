@@ -6,14 +6,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustix::net::{SocketType, sockopt};
-use tokio::runtime::Runtime;
 
 use crate::EgressError;
 use crate::log::{EgressLog, Sink};
 use crate::names::Names;
 use crate::policy::{EgressPolicy, Mode, PolicyError};
 use crate::state::State;
-use crate::upstream::{Upstream, parse_resolv_conf};
+use crate::upstream::Upstream;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -25,10 +24,6 @@ pub enum StartError {
     FdCount(usize),
     #[error("socket {index} from setup_netns is not a {expected}")]
     FdKind { index: usize, expected: &'static str },
-    #[error("read the host's resolvers from /etc/resolv.conf")]
-    ResolvConf(#[source] std::io::Error),
-    #[error("list the host's own addresses")]
-    HostAddresses(#[source] std::io::Error),
     #[error("start the egress runtime")]
     Runtime(#[source] std::io::Error),
     #[error("serve the socket from setup_netns")]
@@ -40,7 +35,7 @@ const DRAIN: Duration = Duration::from_millis(300);
 
 /// Egress being served for one job. `finish` stops it and returns the log.
 pub struct Egress {
-    rt: Option<Runtime>,
+    serving: Option<(tokio::sync::oneshot::Sender<()>, std::thread::JoinHandle<()>)>,
     state: Arc<State>,
 }
 
@@ -70,8 +65,9 @@ fn expect_kind(
 
 impl Egress {
     /// Serves the sockets returned by `setup_netns` (same order). Call it in the supervisor,
-    /// outside the job's namespaces; it starts threads. Raises this process's soft open-files
-    /// limit to its hard limit: every relayed connection holds two sockets and two pipes.
+    /// outside the job's namespaces; it starts one thread, which serves everything. Raises this
+    /// process's soft open-files limit to its hard limit: every relayed connection holds two
+    /// sockets and two pipes.
     pub fn start(policy: &EgressPolicy, fds: Vec<OwnedFd>) -> Result<Egress, EgressError> {
         if policy.mode == Mode::None {
             return Err(StartError::ModeNone.into());
@@ -83,24 +79,11 @@ impl Egress {
         expect_kind(&fds, 0, SocketType::STREAM, true, "listening TCP socket")?;
         expect_kind(&fds, 1, SocketType::DGRAM, false, "UDP socket")?;
         expect_kind(&fds, 2, SocketType::STREAM, true, "listening TCP socket")?;
-        let mut upstream = compiled.upstream.clone();
-        if upstream.is_empty() {
-            let text = std::fs::read_to_string("/etc/resolv.conf")
-                .or_else(|e| {
-                    if e.kind() == std::io::ErrorKind::NotFound {
-                        Ok(String::new())
-                    } else {
-                        Err(e)
-                    }
-                })
-                .map_err(StartError::ResolvConf)?;
-            upstream = parse_resolv_conf(&text);
-        }
-        let host_addrs = crate::addr::host_addresses().map_err(StartError::HostAddresses)?;
+        let compiled_upstream = compiled.upstream.clone();
         raise_nofile();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("stockade-egress")
+        // One thread serves everything: the work is waiting on sockets, splice moves the bytes
+        // in the kernel, and one thread starts and stops faster than a pool.
+        let rt = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
             .build()
@@ -109,8 +92,10 @@ impl Egress {
             policy: compiled,
             sink: Arc::new(Sink::default()),
             names: Mutex::new(Names::default()),
-            upstream: Upstream::new(upstream),
-            host_addrs,
+            // The host's resolvers and addresses are read when first needed: jobs that only
+            // use pinned names never pay for them, and start-up stays short.
+            upstream: Upstream::new(compiled_upstream),
+            host_addrs: std::sync::OnceLock::new(),
         });
         let mut fds = fds.into_iter();
         let (proxy, dns_udp, dns_tcp) = (
@@ -137,7 +122,21 @@ impl Egress {
             rt.spawn(crate::dns::serve_udp(state.clone(), dns_udp));
             rt.spawn(crate::dns::serve_tcp(state.clone(), dns_tcp));
         }
-        Ok(Egress { rt: Some(rt), state })
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("stockade-egress".into())
+            .spawn(move || {
+                rt.block_on(async {
+                    let _ = stopped.await;
+                });
+                // Dropping the runtime drops every task; each open connection logs itself then.
+                drop(rt);
+            })
+            .map_err(StartError::Runtime)?;
+        Ok(Egress {
+            serving: Some((stop, thread)),
+            state,
+        })
     }
 
     /// Stops serving (open connections are cut and logged as such) and returns the log.
@@ -162,9 +161,9 @@ impl Egress {
     }
 
     fn stop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            // Dropping the runtime drops every task; each open connection logs itself then.
-            rt.shutdown_timeout(Duration::from_millis(500));
+        if let Some((stop, thread)) = self.serving.take() {
+            let _ = stop.send(());
+            let _ = thread.join();
         }
     }
 }

@@ -25,7 +25,9 @@ pub enum Lookup {
 
 #[derive(Debug)]
 pub struct Upstream {
-    servers: Vec<SocketAddr>,
+    /// From the policy; empty means the host's /etc/resolv.conf, read at the first question.
+    configured: Vec<SocketAddr>,
+    servers: std::sync::OnceLock<Vec<SocketAddr>>,
     cache: Mutex<HashMap<String, (Lookup, Instant)>>,
 }
 
@@ -59,11 +61,23 @@ fn random_id() -> u16 {
 }
 
 impl Upstream {
-    pub fn new(servers: Vec<SocketAddr>) -> Self {
+    pub fn new(configured: Vec<SocketAddr>) -> Self {
         Upstream {
-            servers,
+            configured,
+            servers: std::sync::OnceLock::new(),
             cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn servers(&self) -> &[SocketAddr] {
+        self.servers.get_or_init(|| {
+            if self.configured.is_empty() {
+                // Unreadable counts as empty, which means glibc's default, 127.0.0.1.
+                parse_resolv_conf(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default())
+            } else {
+                self.configured.clone()
+            }
+        })
     }
 
     /// The addresses of `name`: A records first, AAAA if there are none.
@@ -93,7 +107,7 @@ impl Upstream {
     async fn query(&self, name: &str, rtype: RecordType) -> Result<(Lookup, u32), String> {
         let qname = Name::from_ascii(format!("{name}.")).map_err(|e| format!("bad name: {e}"))?;
         let mut last = String::from("no upstream resolver");
-        for server in &self.servers {
+        for server in self.servers() {
             for _ in 0..2 {
                 let id = random_id();
                 let mut msg = Message::new();

@@ -133,14 +133,11 @@ impl Host {
     /// Opens `root`; it is the live system when it is the same directory as `/`.
     pub fn open(root: &Path) -> Result<Host, HostError> {
         let open_root = |p: &Path| {
-            rustix::fs::open(
-                p,
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| HostError::OpenRoot {
-                root: p.to_path_buf(),
-                source: e.into(),
+            rustix::fs::open(p, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
+                HostError::OpenRoot {
+                    root: p.to_path_buf(),
+                    source: e.into(),
+                }
             })
         };
         let root_fd = open_root(root)?;
@@ -310,8 +307,7 @@ impl Host {
     /// The target of a symlink, as written (also `/proc/<pid>/fd/N` and `exe`, never followed).
     pub fn read_link(&self, path: &str) -> Result<String, HostError> {
         let fd = self.resolve(path, OFlags::PATH | OFlags::NOFOLLOW)?;
-        let target =
-            rustix::fs::readlinkat(&fd, "", Vec::new()).map_err(|e| HostError::access(path, e))?;
+        let target = rustix::fs::readlinkat(&fd, "", Vec::new()).map_err(|e| HostError::access(path, e))?;
         Ok(target.to_string_lossy().into_owned())
     }
 
@@ -382,10 +378,7 @@ mod tests {
         assert_eq!(host.read_string("/etc/dots").unwrap(), "inside");
         assert_eq!(host.read_string("etc/rooted").unwrap(), "inside");
         assert_eq!(host.read_link("/etc/rooted").unwrap(), "/inside");
-        assert_eq!(
-            host.read_dir("/etc").unwrap(),
-            vec!["abs", "dots", "rooted"]
-        );
+        assert_eq!(host.read_dir("/etc").unwrap(), vec!["abs", "dots", "rooted"]);
     }
 
     #[test]
@@ -400,10 +393,7 @@ mod tests {
         )
         .unwrap();
         let host = Host::open(&root.0).unwrap();
-        assert_eq!(
-            host.read("/fifo").unwrap_err().kind(),
-            ErrorKind::NotRegular
-        );
+        assert_eq!(host.read("/fifo").unwrap_err().kind(), ErrorKind::NotRegular);
         let err = host.read("/nope").unwrap_err();
         assert!(err.is_not_found());
         assert_eq!(err.to_string(), "/nope: not found");

@@ -40,8 +40,7 @@ mod tests {
     struct Root(PathBuf);
     impl Root {
         fn new(tag: &str) -> Root {
-            let p =
-                std::env::temp_dir().join(format!("stockade-hc-lib-{tag}-{}", std::process::id()));
+            let p = std::env::temp_dir().join(format!("stockade-hc-lib-{tag}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&p);
             std::fs::create_dir_all(&p).unwrap();
             Root(p)
@@ -94,16 +93,16 @@ mod tests {
             "etc/sysctl.d/90-hardening.conf",
             b"kernel.kptr_restrict = 2\n# fs.protected_fifos = 0\nfs/protected_fifos=1\n",
         );
-        r.file("etc/fstab", b"# <fs> <mp> <type>\n/dev/mapper/cryptroot / ext4 defaults 0 1\n/dev/sdb1 /srv ext4 defaults 0 2\n");
+        r.file(
+            "etc/fstab",
+            b"# <fs> <mp> <type>\n/dev/mapper/cryptroot / ext4 defaults 0 1\n/dev/sdb1 /srv ext4 defaults 0 2\n",
+        );
         r.file("etc/crypttab", b"cryptroot UUID=1234 none luks,discard\n");
         let host = Host::open(&r.0).unwrap();
         let conf = facts::sysctl::configured(&host);
         assert_eq!(
             facts::sysctl::get(&host, "kernel.kptr_restrict", &conf),
-            facts::sysctl::Value::Found(
-                "2".into(),
-                "/etc/sysctl.d/90-hardening.conf (configured)".into()
-            )
+            facts::sysctl::Value::Found("2".into(), "/etc/sysctl.d/90-hardening.conf (configured)".into())
         );
         assert!(
             matches!(facts::sysctl::get(&host, "fs.protected_fifos", &conf), facts::sysctl::Value::Found(v, _) if v == "1")
@@ -112,13 +111,9 @@ mod tests {
             facts::sysctl::get(&host, "kernel.dmesg_restrict", &conf),
             facts::sysctl::Value::Absent
         );
-        let (desc, crypt) = facts::mounts::crypt_from_fstab(&host, "/home/x")
-            .unwrap()
-            .unwrap();
+        let (desc, crypt) = facts::mounts::crypt_from_fstab(&host, "/home/x").unwrap().unwrap();
         assert!(crypt, "{desc}");
-        let (desc, crypt) = facts::mounts::crypt_from_fstab(&host, "/srv/work")
-            .unwrap()
-            .unwrap();
+        let (desc, crypt) = facts::mounts::crypt_from_fstab(&host, "/srv/work").unwrap().unwrap();
         assert!(!crypt && desc.starts_with("/dev/sdb1 on /srv"), "{desc}");
         // The whole run on such an image: no panics, every check answers with a reason.
         for res in run(&host, false) {

@@ -215,9 +215,7 @@ pub fn normalize_domain(name: &str) -> String {
 pub fn normalize_path(path: &str, workspace: Option<&str>) -> String {
     let (prefix, rest) = match workspace.filter(|w| !w.is_empty() && *w != "/") {
         Some(w) if path == w => return "$WORKSPACE".into(),
-        Some(w) if path.starts_with(w) && path[w.len()..].starts_with('/') => {
-            ("$WORKSPACE", &path[w.len()..])
-        }
+        Some(w) if path.starts_with(w) && path[w.len()..].starts_with('/') => ("$WORKSPACE", &path[w.len()..]),
         _ => ("", path),
     };
     let mut out = String::from(prefix);
@@ -230,9 +228,7 @@ pub fn normalize_path(path: &str, workspace: Option<&str>) -> String {
 
 /// Prefixes of temporary directories that tools make with random suffixes (rustc, gcc, mktemp,
 /// Python's tempfile, pip, pytest, go), whatever the suffix looks like.
-const TEMP_PREFIXES: &[&str] = &[
-    "rustc", "tmp", "cc", "pip-", "pytest-", "go-build", "npm-", "tmp.",
-];
+const TEMP_PREFIXES: &[&str] = &["rustc", "tmp", "cc", "pip-", "pytest-", "go-build", "npm-", "tmp."];
 
 /// The baseline key of a path written outside the workspace: its mount (`/tmp`) and the entry
 /// under it, normalized; a file right in the mount, or a temporary name, is `*`.
@@ -249,9 +245,7 @@ pub fn path_key(path: &str) -> String {
         [_] => "*".to_string(),
         [d, ..] => {
             let temp = TEMP_PREFIXES.iter().find(|p| {
-                d.len() >= p.len() + 6
-                    && d.starts_with(*p)
-                    && d[p.len()..].bytes().all(|b| b.is_ascii_alphanumeric())
+                d.len() >= p.len() + 6 && d.starts_with(*p) && d[p.len()..].bytes().all(|b| b.is_ascii_alphanumeric())
             });
             match temp {
                 Some(p) => format!("{p}*"),
@@ -301,16 +295,12 @@ fn random_looking(t: &str) -> bool {
     // A word followed by a version number (python311, gcc12) is a name, not noise.
     let word_then_number = {
         let split = t.find(|c: char| c.is_ascii_digit()).unwrap_or(t.len());
-        t[..split].bytes().all(|b| b.is_ascii_alphabetic())
-            && t[split..].bytes().all(|b| b.is_ascii_digit())
+        t[..split].bytes().all(|b| b.is_ascii_alphabetic()) && t[split..].bytes().all(|b| b.is_ascii_digit())
     };
     let hex = t.bytes().all(|b| b.is_ascii_hexdigit());
     (digits >= 2 && letters >= 2 && !word_then_number)
         || (hex && t.len() >= 8 && digits >= 1)
-        || (upper >= 2
-            && lower >= 2
-            && t.len() >= 8
-            && !t[1..].bytes().all(|b| b.is_ascii_lowercase()))
+        || (upper >= 2 && lower >= 2 && t.len() >= 8 && !t[1..].bytes().all(|b| b.is_ascii_lowercase()))
 }
 
 #[cfg(test)]
@@ -319,14 +309,8 @@ mod tests {
 
     #[test]
     fn temp_names_and_hashes_normalize_alike() {
-        assert_eq!(
-            normalize_path("/tmp/tmp.4TyQpZ8kLm/x", None),
-            "/tmp/tmp.*/x"
-        );
-        assert_eq!(
-            normalize_path("/tmp/tmp.Ab9cD2eFgh/x", None),
-            "/tmp/tmp.*/x"
-        );
+        assert_eq!(normalize_path("/tmp/tmp.4TyQpZ8kLm/x", None), "/tmp/tmp.*/x");
+        assert_eq!(normalize_path("/tmp/tmp.Ab9cD2eFgh/x", None), "/tmp/tmp.*/x");
         assert_eq!(
             normalize_path(
                 "/w/target/debug/build/foo-1a2b3c4d5e6f7a8b/build-script-build",
@@ -334,10 +318,7 @@ mod tests {
             ),
             "$WORKSPACE/target/debug/build/foo-*/build-script-build"
         );
-        assert_eq!(
-            normalize_path("/usr/bin/python3.11", None),
-            "/usr/bin/python3.#"
-        );
+        assert_eq!(normalize_path("/usr/bin/python3.11", None), "/usr/bin/python3.#");
         assert_eq!(normalize_path("/usr/bin/cc", None), "/usr/bin/cc");
         assert_eq!(
             normalize_path("/tmp/pytest-of-user/pytest-3", None),

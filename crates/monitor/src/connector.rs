@@ -81,9 +81,7 @@ impl Connector {
             AddressFamily::NETLINK,
             SocketType::DGRAM,
             SocketFlags::CLOEXEC,
-            Some(Protocol::from_raw(
-                rustix::net::RawProtocol::new(11).expect("non-zero"),
-            )),
+            Some(Protocol::from_raw(rustix::net::RawProtocol::new(11).expect("non-zero"))),
         )
         .map_err(|e| ConnectorError::Socket(e.into()))?;
         // A burst of short processes must not overflow the queue before we read it.
@@ -108,13 +106,8 @@ impl Connector {
         // proc_input: the op, then (kernels >= 6.6) which events we want; older ones read only the op.
         msg.extend_from_slice(&PROC_CN_MCAST_LISTEN.to_ne_bytes());
         msg.extend_from_slice(&(EV_FORK | EV_EXEC | EV_UID | EV_PTRACE | EV_EXIT).to_ne_bytes());
-        rustix::net::sendto(
-            &fd,
-            &msg,
-            SendFlags::empty(),
-            &SocketAddrNetlink::new(0, CN_IDX_PROC),
-        )
-        .map_err(|e| ConnectorError::Subscribe(e.into()))?;
+        rustix::net::sendto(&fd, &msg, SendFlags::empty(), &SocketAddrNetlink::new(0, CN_IDX_PROC))
+            .map_err(|e| ConnectorError::Subscribe(e.into()))?;
         Ok(Connector { fd })
     }
 
@@ -124,12 +117,7 @@ impl Connector {
 
     /// Reads what is queued without blocking. `Ok(None)` when nothing is; events lost to a full
     /// queue show as `lost`.
-    pub fn read(
-        &self,
-        buf: &mut [u8],
-        out: &mut Vec<Stamped>,
-        lost: &mut u64,
-    ) -> Result<bool, ConnectorError> {
+    pub fn read(&self, buf: &mut [u8], out: &mut Vec<Stamped>, lost: &mut u64) -> Result<bool, ConnectorError> {
         match rustix::net::recv(&self.fd, &mut *buf, RecvFlags::DONTWAIT) {
             Ok((n, _)) => {
                 parse(&buf[..n.min(buf.len())], out);

@@ -108,12 +108,7 @@ impl Ctx<'_> {
     }
 }
 
-fn det(
-    id: &str,
-    subject: impl Into<String>,
-    explanation: String,
-    evidence: Vec<String>,
-) -> Detection {
+fn det(id: &str, subject: impl Into<String>, explanation: String, evidence: Vec<String>) -> Detection {
     Detection {
         id: id.into(),
         severity: severity_of(id),
@@ -169,10 +164,7 @@ pub fn on_exec(p: &ProcessRecord, ctx: &Ctx) -> Vec<Detection> {
         stamp(det(
             "reverse-shell",
             exe.clone(),
-            format!(
-                "{} runs with a network socket as its stdin or stdout",
-                base_name(&exe)
-            ),
+            format!("{} runs with a network socket as its stdin or stdout", base_name(&exe)),
             vec![show(p)],
         ));
     }
@@ -265,10 +257,7 @@ const PRIV_CALLS: &[&str] = &[
 
 /// Rules on one monitor event.
 pub fn on_event(e: &MonitorEvent, ctx: &Ctx) -> Vec<Detection> {
-    let who = e
-        .pid
-        .map(|p| format!("pid {p}"))
-        .unwrap_or_else(|| "a process".into());
+    let who = e.pid.map(|p| format!("pid {p}")).unwrap_or_else(|| "a process".into());
     let mut d = match e.kind.as_str() {
         "mem-open" => det(
             "memory-read-attempt",
@@ -280,10 +269,7 @@ pub fn on_event(e: &MonitorEvent, ctx: &Ctx) -> Vec<Detection> {
             let mut d = det(
                 "memory-read-attempt",
                 e.subject.clone(),
-                format!(
-                    "{who} read {} (another process's environment and secrets)",
-                    e.subject
-                ),
+                format!("{who} read {} (another process's environment and secrets)", e.subject),
                 vec![format!("{who}: {}", e.detail.clone().unwrap_or_default())],
             );
             d.severity = Severity::High;
@@ -379,10 +365,7 @@ pub fn persistence_place(path: &str) -> Option<&'static str> {
     if path.contains("/.ssh/") && (name.starts_with("authorized_keys") || name == "rc") {
         return Some("ssh authorized keys");
     }
-    if path.starts_with("/etc/profile.d/")
-        || path == "/etc/rc.local"
-        || path.starts_with("/etc/init.d/")
-    {
+    if path.starts_with("/etc/profile.d/") || path == "/etc/rc.local" || path.starts_with("/etc/init.d/") {
         return Some("a system startup script");
     }
     None
@@ -458,10 +441,7 @@ pub fn cpu_rule(windows: &[f32], ctx: &Ctx) -> Option<Detection> {
 /// The job ran longer than its baseline's p95 times the factor, or than it was expected to.
 pub fn duration_rule(wall_ms: u64, ctx: &Ctx) -> Option<Detection> {
     let (limit, why) = match (ctx.baseline, ctx.expected_duration_ms) {
-        (_, Some(exp)) => (
-            exp as f64,
-            format!("the expected duration is {} s", exp / 1000),
-        ),
+        (_, Some(exp)) => (exp as f64, format!("the expected duration is {} s", exp / 1000)),
         (Some(b), None) => (
             b.duration_limit_ms(ctx.factor()),
             format!(
@@ -490,10 +470,7 @@ pub fn looks_like_exfiltration(name: &str) -> bool {
     name.split('.').any(|l| {
         let digits = l.bytes().filter(|b| b.is_ascii_digit()).count();
         l.contains('=')
-            || (l.len() >= 16
-                && digits >= 2
-                && l.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+            || (l.len() >= 16 && digits >= 2 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
             || l.len() >= 32
     }) || name.len() > 100
 }
@@ -551,14 +528,10 @@ pub fn egress_rules(egress: &serde_json::Value, ctx: &Ctx) -> Vec<Detection> {
                     }
                 ),
             ),
-            ("allowed", _)
-                if protocol != "dns" && ctx.baseline.is_some_and(|b| !b.knows_domain(&dest)) =>
-            {
-                (
-                    "egress-new-destination",
-                    format!("the job reached {dest}, which the baseline never saw"),
-                )
-            }
+            ("allowed", _) if protocol != "dns" && ctx.baseline.is_some_and(|b| !b.knows_domain(&dest)) => (
+                "egress-new-destination",
+                format!("the job reached {dest}, which the baseline never saw"),
+            ),
             _ => ("", String::new()),
         };
         if let Some(code) = e.get("http_status").and_then(|c| c.as_u64())
@@ -578,9 +551,7 @@ pub fn egress_rules(egress: &serde_json::Value, ctx: &Ctx) -> Vec<Detection> {
         } else {
             dest.clone()
         };
-        let g = groups
-            .entry((id.to_string(), subject))
-            .or_insert((expl, Vec::new(), 0));
+        let g = groups.entry((id.to_string(), subject)).or_insert((expl, Vec::new(), 0));
         g.2 += 1;
         if g.1.len() < 5 {
             g.1.push(line);
@@ -593,11 +564,7 @@ pub fn egress_rules(egress: &serde_json::Value, ctx: &Ctx) -> Vec<Detection> {
         }
         // Exfiltration is reported as dns-denied, one severity up.
         let mut d = det(
-            if id == "dns-exfiltration" {
-                "dns-denied"
-            } else {
-                &id
-            },
+            if id == "dns-exfiltration" { "dns-denied" } else { &id },
             subject,
             expl,
             evidence,
@@ -637,11 +604,7 @@ pub fn denied_rules(denied: &serde_json::Value, ctx: &Ctx) -> Vec<Detection> {
         return out;
     };
     for (name, v) in map {
-        let first = v
-            .get("first")
-            .and_then(|f| f.as_array())
-            .cloned()
-            .unwrap_or_default();
+        let first = v.get("first").and_then(|f| f.as_array()).cloned().unwrap_or_default();
         let mut e = MonitorEvent {
             kind: "denied-syscall".into(),
             subject: name.clone(),
@@ -677,8 +640,7 @@ fn file_changes(files: &[FileChange], ctx: &Ctx) -> Vec<Detection> {
         if let Some(d) = file_rule(&f.path, ctx) {
             let e = by.entry((d.id.clone(), d.subject.clone())).or_insert(d);
             if e.evidence.len() < 5 {
-                e.evidence
-                    .push(format!("{} {} {}", f.change, f.kind, f.path));
+                e.evidence.push(format!("{} {} {}", f.change, f.kind, f.path));
             }
         }
     }
@@ -705,10 +667,7 @@ pub fn evaluate(r: &JobReport, ctx: &Ctx) -> Vec<Detection> {
         all.push(det(
             "source-tampered",
             f.path.clone(),
-            format!(
-                "the protected source file {} was {} during the job",
-                f.path, f.change
-            ),
+            format!("the protected source file {} was {} during the job", f.path, f.change),
             vec![format!("{} {} {}", f.change, f.kind, f.path)],
         ));
     }
@@ -717,16 +676,9 @@ pub fn evaluate(r: &JobReport, ctx: &Ctx) -> Vec<Detection> {
             "persistence-attempt",
             format!(
                 "left running: {}",
-                if l.cmdline.is_empty() {
-                    &l.comm
-                } else {
-                    &l.cmdline
-                }
+                if l.cmdline.is_empty() { &l.comm } else { &l.cmdline }
             ),
-            format!(
-                "{} was still running when the job's main process exited",
-                l.comm
-            ),
+            format!("{} was still running when the job's main process exited", l.comm),
             vec![format!("job pid {}: {}", l.pid, l.cmdline)],
         ));
     }
@@ -755,11 +707,9 @@ pub fn dedup(all: Vec<Detection>) -> Vec<Detection> {
         .filter(|d| seen.insert((d.id.clone(), d.subject.clone())))
         .collect();
     out.sort_by(|a, b| {
-        b.severity.cmp(&a.severity).then(
-            a.at_ms
-                .unwrap_or(u64::MAX)
-                .cmp(&b.at_ms.unwrap_or(u64::MAX)),
-        )
+        b.severity
+            .cmp(&a.severity)
+            .then(a.at_ms.unwrap_or(u64::MAX).cmp(&b.at_ms.unwrap_or(u64::MAX)))
     });
     out
 }
@@ -801,18 +751,13 @@ mod tests {
         let d = file_rule("/tmp/.profile", &Ctx::default()).unwrap();
         assert_eq!(d.id, "persistence-attempt");
         let d = file_rule("/tmp/cache/x", &Ctx::default()).unwrap();
-        assert_eq!(
-            (d.id.as_str(), d.severity),
-            ("file-outside-workspace", Severity::Low)
-        );
+        assert_eq!((d.id.as_str(), d.severity), ("file-outside-workspace", Severity::Low));
     }
 
     #[test]
     fn exfiltration_names() {
         assert!(!looks_like_exfiltration("onswg4tfoqfa.evil.test"));
-        assert!(looks_like_exfiltration(
-            "onswg4tfoqfa2lzomfxgizq3.evil.test"
-        ));
+        assert!(looks_like_exfiltration("onswg4tfoqfa2lzomfxgizq3.evil.test"));
         assert!(looks_like_exfiltration("ONSWG4TFOQFA====.evil.test"));
         assert!(!looks_like_exfiltration("index.crates.io"));
     }
@@ -825,14 +770,8 @@ mod tests {
             pid: Some(4),
             ..Default::default()
         };
-        assert_eq!(
-            on_event(&e("mount"), &Ctx::default())[0].id,
-            "priv-escalation-attempt"
-        );
-        assert_eq!(
-            on_event(&e("personality"), &Ctx::default())[0].id,
-            "syscall-denied"
-        );
+        assert_eq!(on_event(&e("mount"), &Ctx::default())[0].id, "priv-escalation-attempt");
+        assert_eq!(on_event(&e("personality"), &Ctx::default())[0].id, "syscall-denied");
     }
 
     #[test]

@@ -157,9 +157,7 @@ impl SourceGuard {
                 truncated = true;
                 break;
             }
-            let st = fs::symlink_metadata(workspace.join(&n))
-                .ok()
-                .map(|m| stamp(&m));
+            let st = fs::symlink_metadata(workspace.join(&n)).ok().map(|m| stamp(&m));
             files.insert(n, st);
         }
         Ok(SourceGuard {
@@ -209,11 +207,7 @@ impl SourceGuard {
             out.push(FileChange {
                 path: path.to_string_lossy().into_owned(),
                 change: change.into(),
-                kind: now
-                    .as_ref()
-                    .map(|m| kind_of(m.file_type()))
-                    .unwrap_or("file")
-                    .into(),
+                kind: now.as_ref().map(|m| kind_of(m.file_type())).unwrap_or("file").into(),
                 size: now.as_ref().filter(|m| m.is_file()).map(|m| m.len()),
             });
             if out.len() >= MAX_CHANGES {
@@ -224,11 +218,7 @@ impl SourceGuard {
     }
 }
 
-fn walk_matching(
-    ws: &Path,
-    set: &globset::GlobSet,
-    out: &mut Vec<String>,
-) -> Result<(), SourceError> {
+fn walk_matching(ws: &Path, set: &globset::GlobSet, out: &mut Vec<String>) -> Result<(), SourceError> {
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
         let dir = ws.join(&rel);
@@ -294,11 +284,7 @@ pub fn git_index_paths(d: &[u8]) -> Result<Vec<String>, String> {
                 off += 1;
                 strip = ((strip + 1) << 7) | (c & 0x7f) as usize;
             }
-            let end = d[off..]
-                .iter()
-                .position(|b| *b == 0)
-                .ok_or("unterminated name")?
-                + off;
+            let end = d[off..].iter().position(|b| *b == 0).ok_or("unterminated name")? + off;
             let keep = prev.len().checked_sub(strip).ok_or("bad prefix length")?;
             let mut n = prev[..keep].to_vec();
             n.extend_from_slice(&d[off..end]);
@@ -348,8 +334,7 @@ mod tests {
     }
 
     fn tmpdir(name: &str) -> PathBuf {
-        let d =
-            std::env::temp_dir().join(format!("stockade-monitor-{name}-{}", std::process::id()));
+        let d = std::env::temp_dir().join(format!("stockade-monitor-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(d.join("src/deep")).unwrap();
         d
@@ -426,8 +411,7 @@ mod tests {
         let mut out = Vec::new();
         let mut t = false;
         scan_tmpfs(&d, "/tmp", &mut out, &mut t);
-        let got: Vec<(String, String, Option<u64>)> =
-            out.into_iter().map(|c| (c.path, c.kind, c.size)).collect();
+        let got: Vec<(String, String, Option<u64>)> = out.into_iter().map(|c| (c.path, c.kind, c.size)).collect();
         assert_eq!(
             got,
             vec![

@@ -23,11 +23,7 @@ pub fn finalize(
 ) -> Option<Blocked> {
     let ctx = detect::Ctx {
         baseline,
-        workspace: report
-            .observed
-            .monitor
-            .as_ref()
-            .and_then(|m| m.workspace.clone()),
+        workspace: report.observed.monitor.as_ref().and_then(|m| m.workspace.clone()),
         expected_duration_ms,
         duration_factor: 2.0,
     };

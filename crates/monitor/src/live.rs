@@ -8,9 +8,7 @@ use crate::connector::{self, Connector, ProcEvent, Stamped};
 use crate::detect::{self, Ctx};
 use crate::files::{self, SourceGuard};
 use crate::procfs;
-use crate::report::{
-    Blocked, Detection, FileChanges, MonitorEvent, MonitorInfo, Observed, ProcessRecord, Severity,
-};
+use crate::report::{Blocked, Detection, FileChanges, MonitorEvent, MonitorInfo, Observed, ProcessRecord, Severity};
 use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags, MarkFlags, MaskFlags};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -86,6 +84,9 @@ pub struct MonitorConfig {
 #[derive(Default)]
 struct Attached {
     tmpfs: Vec<(String, File)>,
+    /// Device of each marked filesystem and where the job sees it: a path read after the job's
+    /// mount namespace is gone lacks that prefix.
+    devs: Vec<(u64, String)>,
     warnings: Vec<String>,
 }
 
@@ -125,8 +126,7 @@ impl Monitor {
             _ => None,
         };
         if guard.as_ref().is_some_and(|g| g.truncated) {
-            warnings
-                .push("--protect-source: too many files; only the first 500000 are watched".into());
+            warnings.push("--protect-source: too many files; only the first 500000 are watched".into());
         }
         Ok(Monitor {
             cfg,
@@ -160,43 +160,38 @@ impl Monitor {
                     None => Ok(()),
                 }
             };
+            if let Ok(m) = std::fs::metadata(format!("{root}/proc")) {
+                a.devs.push((std::os::unix::fs::MetadataExt::dev(&m), "/proc".into()));
+            }
             if let Err(e) = mark(
                 MarkFlags::FAN_MARK_FILESYSTEM,
                 MaskFlags::FAN_OPEN,
                 &format!("{root}/proc"),
             ) {
-                a.warnings.push(format!(
-                    "fanotify on the job's /proc: {e}: no memory-read events"
-                ));
+                a.warnings
+                    .push(format!("fanotify on the job's /proc: {e}: no memory-read events"));
             }
             for dir in ["/tmp", "/var/tmp", "/run", "/dev/shm"] {
                 let p = format!("{root}{dir}");
                 match File::open(&p) {
-                    Ok(f) => a.tmpfs.push((dir.to_string(), f)),
-                    Err(e) => a
-                        .warnings
-                        .push(format!("open the job's {dir}: {e}: not examined")),
+                    Ok(f) => {
+                        if let Ok(m) = f.metadata() {
+                            a.devs.push((std::os::unix::fs::MetadataExt::dev(&m), dir.to_string()));
+                        }
+                        a.tmpfs.push((dir.to_string(), f))
+                    }
+                    Err(e) => a.warnings.push(format!("open the job's {dir}: {e}: not examined")),
                 }
-                if let Err(e) = mark(
-                    MarkFlags::FAN_MARK_FILESYSTEM,
-                    MaskFlags::FAN_CLOSE_WRITE,
-                    &p,
-                ) {
-                    a.warnings.push(format!(
-                        "fanotify on the job's {dir}: {e}: no live write events there"
-                    ));
+                if let Err(e) = mark(MarkFlags::FAN_MARK_FILESYSTEM, MaskFlags::FAN_CLOSE_WRITE, &p) {
+                    a.warnings
+                        .push(format!("fanotify on the job's {dir}: {e}: no live write events there"));
                 }
             }
             // A writable root is an overlay of the job's own: watch writes through it too.
             if rustix::fs::statfs(root.as_str()).is_ok_and(|s| s.f_type == 0x794c_7630)
-                && let Err(e) = mark(
-                    MarkFlags::FAN_MARK_FILESYSTEM,
-                    MaskFlags::FAN_CLOSE_WRITE,
-                    &root,
-                )
+                && let Err(e) = mark(MarkFlags::FAN_MARK_FILESYSTEM, MaskFlags::FAN_CLOSE_WRITE, &root)
             {
-                a.warnings
-                    .push(format!("fanotify on the job's writable root: {e}"));
+                a.warnings.push(format!("fanotify on the job's writable root: {e}"));
             }
             if let Some(ws) = ws_mark
                 && let Err(e) = mark(
@@ -222,16 +217,8 @@ impl Monitor {
             mode: cfg.mode,
             threshold: cfg.threshold,
             baseline: cfg.baseline.clone(),
-            secrets: cfg
-                .secrets
-                .iter()
-                .filter(|s| !s.is_empty())
-                .cloned()
-                .collect(),
-            workspace: cfg
-                .workspace
-                .as_ref()
-                .map(|w| w.to_string_lossy().into_owned()),
+            secrets: cfg.secrets.iter().filter(|s| !s.is_empty()).cloned().collect(),
+            workspace: cfg.workspace.as_ref().map(|w| w.to_string_lossy().into_owned()),
             expected_ms: cfg.expected_duration.map(|d| d.as_millis() as u64),
             guard: self.guard.clone(),
             t0: self.t0,
@@ -239,6 +226,9 @@ impl Monitor {
             tracked: HashSet::from([init]),
             live: HashMap::new(),
             pending: HashMap::new(),
+            watching: false,
+            setid_cache: HashMap::new(),
+            last_tick: 0,
             records: Vec::new(),
             records_dropped: 0,
             events: Vec::new(),
@@ -263,9 +253,10 @@ impl Monitor {
             let stop = Arc::clone(&stop);
             let conn = self.conn;
             let fan = self.fan.clone();
+            let devs = self.attached.lock().map(|a| a.devs.clone()).unwrap_or_default();
             std::thread::Builder::new()
                 .name("stockade-monitor".into())
-                .spawn(move || run(shared, conn, fan, stop))
+                .spawn(move || run(shared, conn, fan, devs, stop))
                 .ok()
         };
         let mut warnings = self.warnings;
@@ -350,6 +341,7 @@ impl Running {
             "execve" | "execveat" => {
                 let pre = procfs::pre_exec(tid, name == "execveat", args, detect::is_shell);
                 shared.with(|s| {
+                    s.watching = true;
                     s.pending.insert(tid, pre);
                 });
             }
@@ -370,11 +362,7 @@ impl Running {
                 shared.with(|s| {
                     let at = s.ms(connector::now_ns());
                     let detail = s.argv_of(tid);
-                    let kind = if name == "ptrace" {
-                        "ptrace"
-                    } else {
-                        "process-vm"
-                    };
+                    let kind = if name == "ptrace" { "ptrace" } else { "process-vm" };
                     s.event(MonitorEvent {
                         at_ms: at,
                         kind: kind.into(),
@@ -401,17 +389,11 @@ impl Running {
             let _ = t.join();
         }
         let mut files = FileChanges::default();
-        let attached =
-            std::mem::take(&mut *self.attached.lock().unwrap_or_else(|e| e.into_inner()));
+        let attached = std::mem::take(&mut *self.attached.lock().unwrap_or_else(|e| e.into_inner()));
         for (label, f) in &attached.tmpfs {
             files.examined.push(label.clone());
             let p = PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()));
-            files::scan_tmpfs(
-                &p,
-                label,
-                &mut files.outside_workspace,
-                &mut files.truncated,
-            );
+            files::scan_tmpfs(&p, label, &mut files.outside_workspace, &mut files.truncated);
         }
         drop(attached.tmpfs);
         if let Some(g) = &self.guard {
@@ -430,10 +412,8 @@ impl Running {
                 }
             }
             if s.lost > 0 {
-                self.warnings.push(format!(
-                    "{} batches of process events were lost (queue full)",
-                    s.lost
-                ));
+                self.warnings
+                    .push(format!("{} batches of process events were lost (queue full)", s.lost));
             }
             s.cpu.sample(connector::now_ns(), &mut s.cpu_windows, true);
             Observed {
@@ -474,6 +454,10 @@ struct State {
     live: HashMap<u32, usize>,
     /// What exec'ing threads asked for, read at execve's entry, until the exec event comes.
     pending: HashMap<u32, procfs::PreExec>,
+    /// Set once execve is watched: then exec events need no reads and may be taken in batches.
+    watching: bool,
+    setid_cache: HashMap<String, bool>,
+    last_tick: u64,
     records: Vec<ProcessRecord>,
     records_dropped: u64,
     events: Vec<MonitorEvent>,
@@ -574,10 +558,7 @@ impl State {
                     self.records_dropped += 1;
                     return;
                 }
-                let parent = self
-                    .live
-                    .get(&parent_tgid)
-                    .and_then(|i| self.records.get(*i));
+                let parent = self.live.get(&parent_tgid).and_then(|i| self.records.get(*i));
                 let rec = ProcessRecord {
                     pid: child_tgid,
                     ppid: parent_tgid,
@@ -595,21 +576,27 @@ impl State {
                     return;
                 }
                 let pre = self.pending.remove(&tgid);
-                let mut info = match &pre {
+                let info = match pre {
                     // Read at the call's entry: complete even if the process is gone by now.
                     Some(p) => {
-                        let mut i = p.info.clone();
-                        i.exe = std::fs::read_link(format!("/proc/{tgid}/exe"))
-                            .ok()
-                            .map(|e| e.to_string_lossy().into_owned())
-                            .or_else(|| p.path.clone());
+                        let mut i = p.info;
+                        i.exe = p.path;
+                        if let Some(exe) = &i.exe {
+                            // Set-id bits of a path only change where the job may write, and
+                            // there only to its own ids: a cache keeps stat off the hot path.
+                            i.setid = match self.setid_cache.get(exe) {
+                                Some(s) => *s,
+                                None => {
+                                    let s = procfs::setid(tgid);
+                                    self.setid_cache.insert(exe.clone(), s);
+                                    s
+                                }
+                            };
+                        }
                         i
                     }
                     None => procfs::exec_info(tgid, detect::is_shell),
                 };
-                if pre.is_some() && info.exe.is_some() {
-                    info.setid = procfs::setid(tgid);
-                }
                 let idx = match self.live.get(&tgid).copied() {
                     Some(i) if !self.records[i].has("exec") => i,
                     Some(i) => {
@@ -771,6 +758,10 @@ impl State {
 
     fn tick(&mut self) {
         let now = connector::now_ns();
+        if now.saturating_sub(self.last_tick) < 500_000_000 {
+            return;
+        }
+        self.last_tick = now;
         if self.cpu.sample(now, &mut self.cpu_windows, false)
             && let Some(d) = detect::cpu_rule(&self.cpu_windows, &self.ctx())
         {
@@ -813,10 +804,7 @@ impl CpuSampler {
                 }
             }
         }
-        CpuSampler {
-            source,
-            start: None,
-        }
+        CpuSampler { source, start: None }
     }
 
     fn read_usec(&self) -> Option<u64> {
@@ -825,10 +813,8 @@ impl CpuSampler {
         if *ns {
             s.trim().parse::<u64>().ok().map(|v| v / 1000)
         } else {
-            s.lines().find_map(|l| {
-                l.strip_prefix("usage_usec ")
-                    .and_then(|v| v.trim().parse().ok())
-            })
+            s.lines()
+                .find_map(|l| l.strip_prefix("usage_usec ").and_then(|v| v.trim().parse().ok()))
         }
     }
 
@@ -851,7 +837,26 @@ impl CpuSampler {
     }
 }
 
-fn run(shared: Arc<Shared>, conn: Connector, fan: Option<Arc<Fanotify>>, stop: Arc<AtomicBool>) {
+/// The path of a fanotify event's file as the job sees it.
+fn event_path(fd: std::os::fd::BorrowedFd<'_>, devs: &[(u64, String)]) -> Option<String> {
+    let path = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+    let path = path.to_string_lossy().into_owned();
+    let dev = rustix::fs::fstat(fd).ok().map(|s| s.st_dev);
+    match devs.iter().find(|(d, _)| Some(*d) == dev) {
+        Some((_, label)) if !(path == *label || path.starts_with(&format!("{label}/"))) => {
+            Some(format!("{label}{}", if path == "/" { "" } else { &path }))
+        }
+        _ => Some(path),
+    }
+}
+
+fn run(
+    shared: Arc<Shared>,
+    conn: Connector,
+    fan: Option<Arc<Fanotify>>,
+    devs: Vec<(u64, String)>,
+    stop: Arc<AtomicBool>,
+) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut batch: Vec<Stamped> = Vec::with_capacity(256);
     shared.with(|s| {
@@ -874,22 +879,51 @@ fn run(shared: Arc<Shared>, conn: Connector, fan: Option<Arc<Fanotify>>, stop: A
             let _ = rustix::event::poll(&mut fds, Some(&timeout));
         }
         let mut any = false;
-        let mut lost = 0;
         loop {
+            // Take what is queued (up to a bound), then handle it under one lock.
+            let mut lost = 0;
             batch.clear();
-            match conn.read(&mut buf, &mut batch, &mut lost) {
-                Ok(true) => {
-                    any = true;
-                    shared.with(|s| {
-                        s.lost += lost;
-                        for ev in batch.drain(..) {
-                            s.proc_event(ev);
-                        }
-                    });
-                    lost = 0;
+            let mut more = false;
+            for _ in 0..256 {
+                match conn.read(&mut buf, &mut batch, &mut lost) {
+                    Ok(true) => more = true,
+                    Ok(false) | Err(_) => {
+                        more = false;
+                        break;
+                    }
                 }
-                Ok(false) => break,
-                Err(_) => break,
+            }
+            if batch.is_empty() && lost == 0 {
+                break;
+            }
+            any = true;
+            let watching = shared.with(|s| {
+                s.lost += lost;
+                for ev in batch.drain(..) {
+                    s.proc_event(ev);
+                }
+                s.watching
+            });
+            if !more {
+                // With execve watched, exec events need no reads: let a few gather before the
+                // next wake-up instead of waking for each (the job's CPUs are shared with us).
+                if watching && !stopping {
+                    // fanotify still wakes us at once: its paths and fds must be read while they exist.
+                    use rustix::event::{PollFd, PollFlags, Timespec};
+                    let t = Timespec {
+                        tv_sec: 0,
+                        tv_nsec: 3_000_000,
+                    };
+                    match &fan {
+                        Some(f) => {
+                            let _ = rustix::event::poll(&mut [PollFd::new(f.as_ref(), PollFlags::IN)], Some(&t));
+                        }
+                        None => {
+                            let _ = rustix::event::poll(&mut [], Some(&t));
+                        }
+                    }
+                }
+                break;
             }
         }
         if let Some(f) = &fan {
@@ -901,11 +935,7 @@ fn run(shared: Arc<Shared>, conn: Connector, fan: Option<Arc<Fanotify>>, stop: A
                 let items: Vec<(MaskFlags, u32, Option<String>)> = events
                     .iter()
                     .map(|e| {
-                        let path = e.fd().and_then(|fd| {
-                            std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-                                .ok()
-                                .map(|p| p.to_string_lossy().into_owned())
-                        });
+                        let path = e.fd().and_then(|fd| event_path(fd, &devs));
                         (e.mask(), e.pid() as u32, path)
                     })
                     .collect();

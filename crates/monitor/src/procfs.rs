@@ -63,8 +63,7 @@ pub fn exec_info(pid: u32, check_stdio: impl Fn(&str) -> bool) -> ExecInfo {
     }
     if info.exe.is_some() {
         // stat through the magic link: the very file that runs, wherever its path points now.
-        info.setid =
-            fs::metadata(format!("{base}/exe")).is_ok_and(|m| m.permissions().mode() & 0o6000 != 0);
+        info.setid = fs::metadata(format!("{base}/exe")).is_ok_and(|m| m.permissions().mode() & 0o6000 != 0);
     }
     if info.argv.is_empty() && info.exe.is_none() {
         info.lost = true;
@@ -76,8 +75,7 @@ pub fn exec_info(pid: u32, check_stdio: impl Fn(&str) -> bool) -> ExecInfo {
         .unwrap_or("");
     if check_stdio(name) {
         info.stdio_socket = ["0", "1"].iter().any(|fd| {
-            fs::read_link(format!("{base}/fd/{fd}"))
-                .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+            fs::read_link(format!("{base}/fd/{fd}")).is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
         });
     }
     info
@@ -144,15 +142,29 @@ pub struct PreExec {
     pub info: ExecInfo,
 }
 
-fn read_cstr(mem: &fs::File, addr: u64, max: usize) -> Option<Vec<u8>> {
-    use std::os::unix::fs::FileExt;
+/// Reads another process's memory with one syscall, no file to open (the caller waits in
+/// seccomp, so its memory holds still).
+fn remote_read(pid: u32, addr: u64, buf: &mut [u8]) -> Option<usize> {
+    use nix::sys::uio::{RemoteIoVec, process_vm_readv};
+    let remote = [RemoteIoVec {
+        base: addr as usize,
+        len: buf.len(),
+    }];
+    let mut local = [std::io::IoSliceMut::new(buf)];
+    process_vm_readv(nix::unistd::Pid::from_raw(pid as i32), &mut local, &remote).ok()
+}
+
+fn read_cstr(pid: u32, addr: u64, max: usize) -> Option<Vec<u8>> {
     if addr == 0 {
         return None;
     }
     let mut out = Vec::new();
     let mut buf = [0u8; 256];
     while out.len() < max {
-        let n = mem.read_at(&mut buf, addr + out.len() as u64).ok()?;
+        // Never cross a page in one read: the next page may be unmapped.
+        let at = addr + out.len() as u64;
+        let room = (4096 - (at % 4096) as usize).min(buf.len());
+        let n = remote_read(pid, at, &mut buf[..room])?;
         if n == 0 {
             break;
         }
@@ -170,22 +182,13 @@ fn read_cstr(mem: &fs::File, addr: u64, max: usize) -> Option<Vec<u8>> {
 
 /// Reads execve's (or execveat's) path and argv from the caller's memory, and its cwd, ids and
 /// stdio, at the call's entry. `tid` is the calling thread's host id.
-pub fn pre_exec(
-    tid: u32,
-    execveat: bool,
-    args: [u64; 6],
-    check_stdio: impl Fn(&str) -> bool,
-) -> PreExec {
-    use std::os::unix::fs::FileExt;
+pub fn pre_exec(tid: u32, execveat: bool, args: [u64; 6], check_stdio: impl Fn(&str) -> bool) -> PreExec {
     let base = format!("/proc/{tid}");
     let mut pre = PreExec::default();
     let (dirfd, path_ptr, argv_ptr) = if execveat {
         (args[0] as i32, args[1], args[2])
     } else {
         (-100, args[0], args[1])
-    };
-    let Ok(mem) = fs::File::open(format!("{base}/mem")) else {
-        return pre;
     };
     let info = &mut pre.info;
     info.cwd = fs::read_link(format!("{base}/cwd"))
@@ -195,7 +198,9 @@ pub fn pre_exec(
     let mut ptrs = [0u8; 8 * 64];
     let mut index = 0u64;
     'outer: while used < ARGV_BYTES && argv_ptr != 0 {
-        let Ok(n) = mem.read_at(&mut ptrs, argv_ptr + index * 8) else {
+        let at = argv_ptr + index * 8;
+        let room = ((4096 - (at % 4096) as usize) / 8 * 8).clamp(8, ptrs.len());
+        let Some(n) = remote_read(tid, at, &mut ptrs[..room]) else {
             break;
         };
         if n < 8 {
@@ -207,7 +212,7 @@ pub fn pre_exec(
             if p == 0 {
                 break 'outer;
             }
-            let Some(s) = read_cstr(&mem, p, ARGV_BYTES - used) else {
+            let Some(s) = read_cstr(tid, p, ARGV_BYTES - used) else {
                 break 'outer;
             };
             used += s.len() + 1;
@@ -221,7 +226,7 @@ pub fn pre_exec(
             }
         }
     }
-    if let Some(p) = read_cstr(&mem, path_ptr, 4096) {
+    if let Some(p) = read_cstr(tid, path_ptr, 4096) {
         let p = String::from_utf8_lossy(&p).into_owned();
         pre.path = Some(if p.starts_with('/') {
             p
@@ -255,8 +260,7 @@ pub fn pre_exec(
     let argv0 = info.argv.first().map(|s| s.as_str()).unwrap_or("");
     if check_stdio(name) || check_stdio(argv0) {
         info.stdio_socket = ["0", "1"].iter().any(|fd| {
-            fs::read_link(format!("{base}/fd/{fd}"))
-                .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+            fs::read_link(format!("{base}/fd/{fd}")).is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
         });
     }
     pre

@@ -109,10 +109,7 @@ impl JobContext {
         let boolean = |k: &str| -> Result<bool, ContextError> {
             match obj.get(k) {
                 Some(Value::Bool(b)) => Ok(*b),
-                Some(other) => Err(bad(
-                    k,
-                    format!("expected true or false, got {}", kind(other)),
-                )),
+                Some(other) => Err(bad(k, format!("expected true or false, got {}", kind(other)))),
                 None => Err(bad(k, "missing".into())),
             }
         };
@@ -120,10 +117,7 @@ impl JobContext {
             match obj.get(k) {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::String(s)) => Ok(Some(s.clone())),
-                Some(other) => Err(bad(
-                    k,
-                    format!("expected a string or null, got {}", kind(other)),
-                )),
+                Some(other) => Err(bad(k, format!("expected a string or null, got {}", kind(other)))),
             }
         };
         // A job id is a string, but platforms hand out numbers: accept both.
@@ -161,10 +155,7 @@ impl JobContext {
         if !self.project.contains('/')
             || self.project.starts_with('/')
             || self.project.ends_with('/')
-            || self
-                .project
-                .split('/')
-                .any(|c| c.is_empty() || c == "." || c == "..")
+            || self.project.split('/').any(|c| c.is_empty() || c == "." || c == "..")
         {
             return Err((
                 "project",
@@ -174,10 +165,7 @@ impl JobContext {
         if !self.git_ref.starts_with("refs/") || self.git_ref.len() <= "refs/".len() {
             return Err((
                 "ref",
-                format!(
-                    "{:?} is not a full ref (refs/heads/NAME, refs/tags/NAME)",
-                    self.git_ref
-                ),
+                format!("{:?} is not a full ref (refs/heads/NAME, refs/tags/NAME)", self.git_ref),
             ));
         }
         if self.git_ref.chars().any(|c| c.is_control() || c == ' ') {
@@ -251,18 +239,10 @@ mod tests {
             e(&GOOD.replace("\"project\":\"group/app\",", "")),
             "job.json: project: missing"
         );
-        assert!(
-            e(&GOOD.replace("\"user\"", "\"usr\"")).starts_with("job.json: usr: unknown field")
-        );
-        assert!(
-            e(&GOOD.replace("refs/heads/main", "main"))
-                .starts_with("job.json: ref: \"main\" is not a full ref")
-        );
+        assert!(e(&GOOD.replace("\"user\"", "\"usr\"")).starts_with("job.json: usr: unknown field"));
+        assert!(e(&GOOD.replace("refs/heads/main", "main")).starts_with("job.json: ref: \"main\" is not a full ref"));
         assert!(e(&GOOD.replace("group/app", "group/../app")).starts_with("job.json: project:"));
-        assert!(
-            e(&GOOD.replace("group/app", "app"))
-                .starts_with("job.json: project: \"app\" is not a project path")
-        );
+        assert!(e(&GOOD.replace("group/app", "app")).starts_with("job.json: project: \"app\" is not a project path"));
         assert!(e("[1]").starts_with("job.json: (document): expected a JSON object"));
         assert!(e("{").starts_with("job.json: not JSON"));
         assert!(!e("{").contains('\n'));

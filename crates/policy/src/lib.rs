@@ -85,7 +85,13 @@ pub fn parse(text: &str, file: &str) -> Result<Policy, PolicyError> {
 fn validate(p: &Policy) -> Result<(), (String, String)> {
     let err = |k: &str, m: String| Err((k.to_string(), m));
     if p.version != 1 {
-        return err("version", format!("unsupported policy version {} (this stockade reads version 1)", p.version));
+        return err(
+            "version",
+            format!(
+                "unsupported policy version {} (this stockade reads version 1)",
+                p.version
+            ),
+        );
     }
     if let Err(e) = p.egress.validate() {
         let msg = e.to_string();
@@ -93,20 +99,30 @@ fn validate(p: &Policy) -> Result<(), (String, String)> {
         return err(key, rest.to_string());
     }
     if !(p.limits.cpus.is_finite() && p.limits.cpus >= 0.0) {
-        return err("limits.cpus", format!("{} is not a CPU count (0 for no limit)", p.limits.cpus));
+        return err(
+            "limits.cpus",
+            format!("{} is not a CPU count (0 for no limit)", p.limits.cpus),
+        );
     }
     if p.limits.pids == Some(0) {
         return err("limits.pids", "must be at least 1".into());
     }
     if p.limits.open_files < 16 {
-        return err("limits.open_files", format!("{} is too low to start a process (at least 16)", p.limits.open_files));
+        return err(
+            "limits.open_files",
+            format!("{} is too low to start a process (at least 16)", p.limits.open_files),
+        );
     }
     if p.job.kill_grace.0 > std::time::Duration::from_secs(600) {
         return err("job.kill_grace", "at most 10m".into());
     }
     if !p.job.hostname.is_empty()
         && (p.job.hostname.len() > 63
-            || !p.job.hostname.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'))
+            || !p
+                .job
+                .hostname
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'))
     {
         return err("job.hostname", format!("{:?} is not a valid hostname", p.job.hostname));
     }
@@ -213,10 +229,17 @@ mod tests {
         assert!(e.starts_with("p.toml:2: limits.pids:"), "{e}");
         let e = parse("[limits]\ncpus = -1.0\n", "p.toml").unwrap_err().to_string();
         assert_eq!(e, "p.toml:2: limits.cpus: -1 is not a CPU count (0 for no limit)");
-        let e = parse("[egress]\nmode = \"allowlist\"\nallow = [\"*.*\"]\n", "p.toml").unwrap_err().to_string();
+        let e = parse("[egress]\nmode = \"allowlist\"\nallow = [\"*.*\"]\n", "p.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("p.toml:3: egress.allow: entry \"*.*\""), "{e}");
-        let e = parse("[filesystem]\nhidden = [\"relative\"]\n", "p.toml").unwrap_err().to_string();
-        assert!(e.starts_with("p.toml:2: filesystem.hidden: relative must be an absolute path"), "{e}");
+        let e = parse("[filesystem]\nhidden = [\"relative\"]\n", "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("p.toml:2: filesystem.hidden: relative must be an absolute path"),
+            "{e}"
+        );
         assert!(!e.contains('\n'));
     }
 }

@@ -81,8 +81,7 @@ impl<'de> Deserialize<'de> for Pool {
                 }
             };
             if let Err(e) = r {
-                pool.invalid
-                    .push((k, e.message().trim().replace('\n', " ")));
+                pool.invalid.push((k, e.message().trim().replace('\n', " ")));
             }
         }
         Ok(pool)
@@ -108,30 +107,16 @@ impl Serialize for Pool {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
-    #[error(
-        "pool {name:?} is not defined in the policy (defined: {})",
-        list(defined)
-    )]
+    #[error("pool {name:?} is not defined in the policy (defined: {})", list(defined))]
     Unknown { name: String, defined: Vec<String> },
-    #[error(
-        "no pool given and the policy sets no default_pool (pools: {})",
-        list(defined)
-    )]
+    #[error("no pool given and the policy sets no default_pool (pools: {})", list(defined))]
     NoPool { defined: Vec<String> },
     #[error("pools.{pool}.{key}: {message}")]
-    Effective {
-        pool: String,
-        key: String,
-        message: String,
-    },
+    Effective { pool: String, key: String, message: String },
 }
 
 fn list(v: &[String]) -> String {
-    if v.is_empty() {
-        "none".into()
-    } else {
-        v.join(", ")
-    }
+    if v.is_empty() { "none".into() } else { v.join(", ") }
 }
 
 /// One rule of the gate, checked against one job.
@@ -196,11 +181,7 @@ impl Policy {
             key,
             message,
         };
-        if let Some(s) = pool
-            .sections
-            .keys()
-            .find(|s| NOT_SECTIONS.contains(&s.as_str()))
-        {
+        if let Some(s) = pool.sections.keys().find(|s| NOT_SECTIONS.contains(&s.as_str())) {
             return Err(err(s.clone(), "not a setting a pool can change".into()));
         }
         let base = self.base_table().map_err(|m| err(String::new(), m))?;
@@ -254,10 +235,7 @@ fn failing_key(base: &toml::Table, sections: &BTreeMap<String, toml::Table>) -> 
                 .collect();
             return (
                 section.clone(),
-                format!(
-                    "not a policy section (a pool can set: {})",
-                    known.join(", ")
-                ),
+                format!("not a policy section (a pool can set: {})", known.join(", ")),
             );
         }
         for (k, v) in t {
@@ -268,10 +246,7 @@ fn failing_key(base: &toml::Table, sections: &BTreeMap<String, toml::Table>) -> 
             }
         }
     }
-    (
-        String::new(),
-        "the merged settings do not form a valid policy".into(),
-    )
+    (String::new(), "the merged settings do not form a valid policy".into())
 }
 
 fn merge_section(base: &mut toml::Table, section: &str, over: &toml::Table) {
@@ -298,11 +273,7 @@ fn merge(base: &mut toml::Table, over: &toml::Table) {
 /// policy is valid. Errors are (dotted key, message), as in `validate`.
 pub(crate) fn validate_pools(p: &Policy) -> Result<(), (String, String)> {
     for (name, pool) in &p.pools {
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             return Err((
                 format!("pools.{name}"),
                 format!("{name:?} is not a pool name (letters, digits, - and _)"),
@@ -322,16 +293,11 @@ pub(crate) fn validate_pools(p: &Policy) -> Result<(), (String, String)> {
                 .iter()
                 .find(|s| s.trim().is_empty() || s.chars().any(|c| c.is_control()))
             {
-                return Err((
-                    format!("pools.{name}.{key}"),
-                    format!("{bad:?} is not a pattern"),
-                ));
+                return Err((format!("pools.{name}.{key}"), format!("{bad:?} is not a pattern")));
             }
         }
         p.for_pool(name).map_err(|e| match e {
-            PoolError::Effective { pool, key, message } if key.is_empty() => {
-                (format!("pools.{pool}"), message)
-            }
+            PoolError::Effective { pool, key, message } if key.is_empty() => (format!("pools.{pool}"), message),
             PoolError::Effective { pool, key, message } => (format!("pools.{pool}.{key}"), message),
             other => (format!("pools.{name}"), other.to_string()),
         })?;
@@ -352,11 +318,7 @@ pub(crate) fn validate_pools(p: &Policy) -> Result<(), (String, String)> {
 
 /// The gate: resolves the job's pool and checks every admission rule of it. Returns the decision
 /// and the effective policy the job runs under when admitted.
-pub fn gate(
-    policy: &Policy,
-    pool: Option<&str>,
-    ctx: &JobContext,
-) -> Result<(Decision, Policy), PoolError> {
+pub fn gate(policy: &Policy, pool: Option<&str>, ctx: &JobContext) -> Result<(Decision, Policy), PoolError> {
     match policy.resolve_pool(pool)? {
         None => Ok((
             Decision {
@@ -365,8 +327,7 @@ pub fn gate(
                 checks: vec![Check {
                     rule: "pools".into(),
                     ok: true,
-                    reason: "the policy defines no pools: the top-level policy admits every job"
-                        .into(),
+                    reason: "the policy defines no pools: the top-level policy admits every job".into(),
                 }],
             },
             policy.clone(),
@@ -411,17 +372,9 @@ pub fn evaluate(name: &str, pool: &Pool, ctx: &JobContext) -> Decision {
     // protected_refs_only
     let r = &ctx.git_ref;
     match (pool.protected_refs_only, ctx.ref_protected) {
-        (false, _) => check(
-            "protected_refs_only",
-            true,
-            "protected refs are not required".into(),
-        ),
+        (false, _) => check("protected_refs_only", true, "protected refs are not required".into()),
         (true, true) => check("protected_refs_only", true, format!("ref {r} is protected")),
-        (true, false) => check(
-            "protected_refs_only",
-            false,
-            format!("ref {r} is not protected"),
-        ),
+        (true, false) => check("protected_refs_only", false, format!("ref {r} is not protected")),
     }
 
     // refs
@@ -439,11 +392,7 @@ pub fn evaluate(name: &str, pool: &Pool, ctx: &JobContext) -> Decision {
         });
         match hit {
             Some(p) => check("refs", true, format!("ref {r} matches {p:?}")),
-            None => check(
-                "refs",
-                false,
-                format!("ref {r} matches none of refs {:?}", pool.refs),
-            ),
+            None => check("refs", false, format!("ref {r} matches none of refs {:?}", pool.refs)),
         }
     }
 
@@ -468,31 +417,19 @@ pub fn evaluate(name: &str, pool: &Pool, ctx: &JobContext) -> Decision {
     }
 
     // deny_sources
-    match pool
-        .deny_sources
-        .iter()
-        .find(|p| !s.is_empty() && glob(p, s))
-    {
+    match pool.deny_sources.iter().find(|p| !s.is_empty() && glob(p, s)) {
         Some(p) => check(
             "deny_sources",
             false,
             format!("source {shown} is denied (matches {p:?})"),
         ),
-        None => check(
-            "deny_sources",
-            true,
-            format!("source {shown} is not denied"),
-        ),
+        None => check("deny_sources", true, format!("source {shown} is not denied")),
     }
 
     // forks
     match (ctx.from_fork, pool.forks) {
         (false, _) => check("forks", true, "the code does not come from a fork".into()),
-        (true, true) => check(
-            "forks",
-            true,
-            "the code comes from a fork, and forks = true".into(),
-        ),
+        (true, true) => check("forks", true, "the code comes from a fork, and forks = true".into()),
         (true, false) => check(
             "forks",
             false,
@@ -609,11 +546,7 @@ forks = true
     }
 
     fn refused_by(d: &Decision) -> Vec<&str> {
-        d.checks
-            .iter()
-            .filter(|c| !c.ok)
-            .map(|c| c.rule.as_str())
-            .collect()
+        d.checks.iter().filter(|c| !c.ok).map(|c| c.rule.as_str()).collect()
     }
 
     #[test]
@@ -667,10 +600,7 @@ forks = true
         c.git_ref = "refs/heads/feature".into();
         let (d, _) = gate(&p, Some("prod"), &c).unwrap();
         assert!(!d.allowed);
-        assert_eq!(
-            refused_by(&d),
-            ["pools.prod.protected_refs_only", "pools.prod.refs"]
-        );
+        assert_eq!(refused_by(&d), ["pools.prod.protected_refs_only", "pools.prod.refs"]);
         assert_eq!(
             d.summary(),
             "refused by pools.prod.protected_refs_only: ref refs/heads/feature is not protected"
@@ -749,19 +679,12 @@ forks = true
             .expect("the example is in default.toml");
         let example: String = crate::DEFAULT_TOML[start..]
             .lines()
-            .map(|l| {
-                l.strip_prefix("# ")
-                    .or_else(|| l.strip_prefix('#'))
-                    .unwrap_or(l)
-            })
+            .map(|l| l.strip_prefix("# ").or_else(|| l.strip_prefix('#')).unwrap_or(l))
             .collect::<Vec<_>>()
             .join("\n");
         let p = parse(&example, "example").unwrap();
         assert_eq!(p.default_pool.as_deref(), Some("ci"));
-        assert_eq!(
-            p.for_pool("prod").unwrap().limits.memory.unwrap().0,
-            8 << 30
-        );
+        assert_eq!(p.for_pool("prod").unwrap().limits.memory.unwrap().0, 8 << 30);
         assert!(p.pools["prod"].protected_refs_only && !p.pools["prod"].forks);
     }
 
@@ -778,9 +701,10 @@ forks = true
             "{}",
             e("[pools.prod.limits]\nmemroy = \"8G\"\n")
         );
-        assert!(e("[pools.prod]\nprotected_ref_only = true\n").starts_with(
-            "p.toml:2: pools.prod.protected_ref_only: unknown field `protected_ref_only`"
-        ));
+        assert!(
+            e("[pools.prod]\nprotected_ref_only = true\n")
+                .starts_with("p.toml:2: pools.prod.protected_ref_only: unknown field `protected_ref_only`")
+        );
         assert_eq!(
             e("[pools.prod]\nforks = \"no\"\n"),
             "p.toml:2: pools.prod.forks: invalid type: string \"no\", expected a boolean"
@@ -804,9 +728,7 @@ forks = true
             "p.toml:2: pools.prod.limits.cpus: -2 is not a CPU count (0 for no limit)"
         );
         assert!(e("[pools.\"a b\"]\n").contains("is not a pool name"));
-        assert!(
-            e("[pools.prod.pools]\n").contains("pools.prod.pools: not a setting a pool can change")
-        );
+        assert!(e("[pools.prod.pools]\n").contains("pools.prod.pools: not a setting a pool can change"));
         for t in [
             "[pools.prod.limits]\nmemroy = \"8G\"\n",
             "[pools.prod]\nforks = \"no\"\n",

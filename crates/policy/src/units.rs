@@ -27,9 +27,7 @@ impl FromStr for Size {
             "T" | "TB" | "TIB" => 1 << 40,
             _ => return Err(format!("invalid size {s:?} (unit must be K, M, G or T)")),
         };
-        let v = n
-            .checked_mul(mult)
-            .ok_or_else(|| format!("size {s:?} is too large"))?;
+        let v = n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))?;
         if v == 0 {
             return Err(format!("size {s:?} must be greater than zero"));
         }

@@ -101,11 +101,7 @@ impl CheckSummary {
                 out.push_str(" |");
             }
             first = false;
-            let _ = write!(
-                out,
-                " {sev} {} passed {} failed",
-                self.passed[i], self.failed[i]
-            );
+            let _ = write!(out, " {sev} {} passed {} failed", self.passed[i], self.failed[i]);
         }
         if !first {
             out.push_str(" |");
@@ -167,9 +163,7 @@ pub fn render_plain(results: &[CheckResult], root: &str) -> String {
 
 /// Keeps the table one record per line whatever a file on the host contained.
 fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 #[derive(Serialize)]
@@ -351,18 +345,8 @@ mod tests {
         vec![
             result("a-pass", "Host", Severity::High, CheckStatus::Pass),
             result("b-fail", "Host", Severity::Critical, CheckStatus::Fail),
-            result(
-                "c-na",
-                "Runner",
-                Severity::Medium,
-                CheckStatus::NotApplicable,
-            ),
-            result(
-                "d-unknown",
-                "Runner",
-                Severity::Medium,
-                CheckStatus::Unknown,
-            ),
+            result("c-na", "Runner", Severity::Medium, CheckStatus::NotApplicable),
+            result("d-unknown", "Runner", Severity::Medium, CheckStatus::Unknown),
             result("e-fail", "Runner", Severity::Medium, CheckStatus::Fail),
             result("f-warn", "Host", Severity::Info, CheckStatus::Warn),
         ]
@@ -401,13 +385,7 @@ mod tests {
         assert!(text.contains("b-fail saw this"));
         assert!(text.contains("fix: b-fail fix"));
         assert!(!text.contains("a-pass saw"));
-        assert!(
-            text.trim_end()
-                .lines()
-                .last()
-                .unwrap()
-                .starts_with("summary:")
-        );
+        assert!(text.trim_end().lines().last().unwrap().starts_with("summary:"));
     }
 
     #[test]

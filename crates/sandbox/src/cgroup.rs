@@ -106,9 +106,10 @@ impl Cgroups {
                     }
                     cg.v2 = Some(dir);
                 }
-                Err(e) => cg
-                    .warnings
-                    .push(format!("cgroup v2 at {}: {e}: no cgroup.kill, teardown relies on the pid namespace", parent.display())),
+                Err(e) => cg.warnings.push(format!(
+                    "cgroup v2 at {}: {e}: no cgroup.kill, teardown relies on the pid namespace",
+                    parent.display()
+                )),
             }
         }
 
@@ -117,8 +118,8 @@ impl Cgroups {
                 "memory" => want_mem.is_some(),
                 "pids" => want_pids.is_some(),
                 "cpu" => want_cpu.is_some(),
-                // Accounting and freezing are useful whenever v2 cannot track the job.
-                "cpuacct" => true,
+                // v2's cpu.stat accounts CPU without any controller; v1 only where v2 is absent.
+                "cpuacct" => cg.v2.is_none(),
                 "freezer" => cg.v2.is_none(),
                 _ => false,
             };
@@ -159,9 +160,8 @@ impl Cgroups {
                 }
                 "cpu" => {
                     let c = want_cpu.unwrap_or(0.0);
-                    let r = write(&dir.join("cpu.cfs_period_us"), "100000").and_then(|_| {
-                        write(&dir.join("cpu.cfs_quota_us"), &((c * 100000.0) as u64).to_string())
-                    });
+                    let r = write(&dir.join("cpu.cfs_period_us"), "100000")
+                        .and_then(|_| write(&dir.join("cpu.cfs_quota_us"), &((c * 100000.0) as u64).to_string()));
                     if r.is_ok() {
                         cg.enforced.push(format!("cpus {c} (cgroup v1)"));
                         want_cpu = None;
@@ -187,7 +187,8 @@ impl Cgroups {
             ));
         }
         if let Some(c) = want_cpu {
-            cg.warnings.push(format!("cpu limit {c}: no writable cpu cgroup; not enforced"));
+            cg.warnings
+                .push(format!("cpu limit {c}: no writable cpu cgroup; not enforced"));
         }
         Ok(cg)
     }
@@ -237,7 +238,10 @@ impl Cgroups {
                         .and_then(|s| field(&s, "oom_kill"))
                         .or(st.oom_kills);
                     if st.oom_kills.unwrap_or(0) == 0
-                        && read(dir.join("memory.failcnt")).and_then(|s| s.trim().parse::<u64>().ok()).unwrap_or(0) > 0
+                        && read(dir.join("memory.failcnt"))
+                            .and_then(|s| s.trim().parse::<u64>().ok())
+                            .unwrap_or(0)
+                            > 0
                     {
                         st.memory_limit_hit = true;
                     }
@@ -249,7 +253,9 @@ impl Cgroups {
                         .is_some_and(|n| n > 0);
                 }
                 "cpuacct" => {
-                    st.cpu_usec = read(dir.join("cpuacct.usage")).and_then(|s| s.trim().parse::<u64>().ok()).map(|ns| ns / 1000);
+                    st.cpu_usec = read(dir.join("cpuacct.usage"))
+                        .and_then(|s| s.trim().parse::<u64>().ok())
+                        .map(|ns| ns / 1000);
                 }
                 _ => {}
             }
@@ -278,7 +284,12 @@ impl Cgroups {
 
     /// Removes the job's cgroups, waiting (bounded) for the kernel to release them.
     pub fn remove(&self) -> Vec<String> {
-        remove_dirs(self.v2.iter().chain(self.v1.iter().map(|(_, d)| d)).map(|p| p.as_path()))
+        remove_dirs(
+            self.v2
+                .iter()
+                .chain(self.v1.iter().map(|(_, d)| d))
+                .map(|p| p.as_path()),
+        )
     }
 }
 

@@ -97,7 +97,13 @@ fn init_setup(plan: &mut Plan, ctx: &ChildCtx) -> Result<(Pid, RawFd), StepError
                 },
                 &[],
             );
-            let code = if errno == libc::ENOENT { 127 } else if e.step.starts_with("exec") { 126 } else { 125 };
+            let code = if errno == libc::ENOENT {
+                127
+            } else if e.step.starts_with("exec") {
+                126
+            } else {
+                125
+            };
             sys::exit_now(code)
         }
         Some(pid) => Ok((pid, sigfd.into_raw_fd())),
@@ -161,7 +167,8 @@ fn job_exec_inner(plan: &Plan, ctx: &ChildCtx) -> Result<Never, StepError> {
             Ok(None) => {}
             // Kernels without user notification still get the filter, answering EPERM directly.
             Err(_) => {
-                sys::seccomp_install(&seccomp::program(false, false), false).step(|| "install seccomp filter".into())?;
+                sys::seccomp_install(&seccomp::program(false, false), false)
+                    .step(|| "install seccomp filter".into())?;
             }
         }
     }
@@ -209,8 +216,12 @@ fn drop_capabilities() -> Result<(), StepError> {
     caps::clear(None, CapSet::Ambient)
         .map_err(|e| StepError::new("clear ambient capabilities", io::Error::other(e.to_string())))?;
     for cap in caps::all() {
-        caps::drop(None, CapSet::Bounding, cap)
-            .map_err(|e| StepError::new(format!("drop {cap} from the bounding set"), io::Error::other(e.to_string())))?;
+        caps::drop(None, CapSet::Bounding, cap).map_err(|e| {
+            StepError::new(
+                format!("drop {cap} from the bounding set"),
+                io::Error::other(e.to_string()),
+            )
+        })?;
     }
     caps::clear(None, CapSet::Inheritable)
         .map_err(|e| StepError::new("clear inheritable capabilities", io::Error::other(e.to_string())))?;
@@ -220,9 +231,15 @@ fn drop_capabilities() -> Result<(), StepError> {
 fn verify_no_capabilities() -> Result<(), StepError> {
     use caps::CapSet;
     // Without keep-caps, setresuid to a non-zero uid already emptied these; make sure.
-    for set in [CapSet::Effective, CapSet::Permitted, CapSet::Inheritable, CapSet::Ambient] {
+    for set in [
+        CapSet::Effective,
+        CapSet::Permitted,
+        CapSet::Inheritable,
+        CapSet::Ambient,
+    ] {
         caps::clear(None, set).map_err(|e| StepError::new("clear capabilities", io::Error::other(e.to_string())))?;
-        let left = caps::read(None, set).map_err(|e| StepError::new("read capabilities", io::Error::other(e.to_string())))?;
+        let left =
+            caps::read(None, set).map_err(|e| StepError::new("read capabilities", io::Error::other(e.to_string())))?;
         if !left.is_empty() {
             return Err(StepError::new(
                 "verify capabilities",
@@ -308,12 +325,17 @@ fn living_processes() -> Vec<ProcInfo> {
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir("/proc") else { return out };
     for e in rd.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
         if pid == 1 {
             continue;
         }
         let base = Path::new("/proc").join(pid.to_string());
-        let comm = std::fs::read_to_string(base.join("comm")).unwrap_or_default().trim().to_string();
+        let comm = std::fs::read_to_string(base.join("comm"))
+            .unwrap_or_default()
+            .trim()
+            .to_string();
         let cmdline = std::fs::read(base.join("cmdline"))
             .map(|b| {
                 b.split(|c| *c == 0)
@@ -325,7 +347,11 @@ fn living_processes() -> Vec<ProcInfo> {
             .unwrap_or_default();
         // Zombies of the job's main process tree already ended; report only the living.
         let state = std::fs::read_to_string(base.join("stat")).unwrap_or_default();
-        if state.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z')) {
+        if state
+            .rsplit(')')
+            .next()
+            .is_some_and(|s| s.trim_start().starts_with('Z'))
+        {
             continue;
         }
         out.push(ProcInfo { pid, comm, cmdline });

@@ -51,7 +51,9 @@ pub fn probe() -> Vec<Capability> {
         available: max_userns != "0" && unpriv.as_deref() != Some("0"),
         detail: format!(
             "user.max_user_namespaces={max_userns}{}",
-            unpriv.map(|v| format!(", kernel.unprivileged_userns_clone={v}")).unwrap_or_default()
+            unpriv
+                .map(|v| format!(", kernel.unprivileged_userns_clone={v}"))
+                .unwrap_or_default()
         ),
     });
     match cgroup::v2_root() {
@@ -81,7 +83,11 @@ pub fn probe() -> Vec<Capability> {
     out.push(Capability {
         name: "cgroup v1",
         available: !v1.is_empty(),
-        detail: if v1.is_empty() { "no v1 hierarchies".into() } else { format!("controllers: {}", v1.join(", ")) },
+        detail: if v1.is_empty() {
+            "no v1 hierarchies".into()
+        } else {
+            format!("controllers: {}", v1.join(", "))
+        },
     });
     let seccomp = read("/proc/self/status")
         .and_then(|s| s.lines().find(|l| l.starts_with("Seccomp:")).map(String::from))
@@ -93,7 +99,11 @@ pub fn probe() -> Vec<Capability> {
         detail: format!(
             "filter mode; actions: {}{}",
             notif,
-            if notif.contains("user_notif") { " (denied calls are counted)" } else { "" }
+            if notif.contains("user_notif") {
+                " (denied calls are counted)"
+            } else {
+                ""
+            }
         ),
     });
     let abi = landlock_abi();
@@ -101,7 +111,14 @@ pub fn probe() -> Vec<Capability> {
         name: "landlock",
         available: abi > 0,
         detail: if abi > 0 {
-            format!("ABI {abi}{}", if abi >= 6 { " (filesystem and signal scoping)" } else { "" })
+            format!(
+                "ABI {abi}{}",
+                if abi >= 6 {
+                    " (filesystem and signal scoping)"
+                } else {
+                    ""
+                }
+            )
         } else {
             "not enabled in this kernel (lsm= list)".into()
         },
@@ -110,7 +127,11 @@ pub fn probe() -> Vec<Capability> {
     out.push(Capability {
         name: "overlayfs",
         available: fs.contains("overlay"),
-        detail: if fs.contains("overlay") { "--writable-root available".into() } else { "no --writable-root".into() },
+        detail: if fs.contains("overlay") {
+            "--writable-root available".into()
+        } else {
+            "no --writable-root".into()
+        },
     });
     out.push(Capability {
         name: "nftables",

@@ -28,7 +28,11 @@ pub fn workspace_tree(dir: &Path, owner: (u32, u32), job: (u32, u32)) -> io::Res
         fs::write(format!("/proc/{pid}/gid_map"), format!("{} {} 1\n", owner.1, job.1))?;
         let userns = fs::File::open(format!("/proc/{pid}/ns/user"))?;
         let tree = sys::open_tree_clone(dir, true)?;
-        sys::mount_setattr_fd(&tree, MOUNT_ATTR_IDMAP | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, userns.as_raw_fd())?;
+        sys::mount_setattr_fd(
+            &tree,
+            MOUNT_ATTR_IDMAP | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+            userns.as_raw_fd(),
+        )?;
         Ok(tree)
     })();
     drop(w);

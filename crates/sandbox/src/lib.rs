@@ -124,17 +124,29 @@ impl Sandbox {
             path: plan.state_root.join("jobs").join(&plan.job_id),
             source,
         })?;
-        let jobdir_err = |source| SandboxError::JobDir { path: dir.clone(), source };
+        let jobdir_err = |source| SandboxError::JobDir {
+            path: dir.clone(),
+            source,
+        };
         let newroot = dir.join("root");
         fs::create_dir(&newroot).map_err(jobdir_err)?;
         let hidden_file = dir.join("hidden");
         mnt::prepare_hidden_file(&hidden_file).map_err(jobdir_err)?;
         let workspace = match &plan.workspace {
-            Some(w) => fs::canonicalize(w).map_err(|source| SandboxError::Workspace { path: w.clone(), source })?,
+            Some(w) => fs::canonicalize(w).map_err(|source| SandboxError::Workspace {
+                path: w.clone(),
+                source,
+            })?,
             None => {
                 let w = dir.join("workspace");
-                fs::create_dir(&w).map_err(|source| SandboxError::Workspace { path: w.clone(), source })?;
-                sys::chown(&w, host_uid, host_gid).map_err(|source| SandboxError::Workspace { path: w.clone(), source })?;
+                fs::create_dir(&w).map_err(|source| SandboxError::Workspace {
+                    path: w.clone(),
+                    source,
+                })?;
+                sys::chown(&w, host_uid, host_gid).map_err(|source| SandboxError::Workspace {
+                    path: w.clone(),
+                    source,
+                })?;
                 w
             }
         };
@@ -148,11 +160,18 @@ impl Sandbox {
         // mount: the owner's files stay the owner's on disk.
         let workspace_tree = if root && plan.workspace.is_some() {
             use std::os::unix::fs::MetadataExt;
-            let meta = fs::metadata(&workspace).map_err(|source| SandboxError::Workspace { path: workspace.clone(), source })?;
+            let meta = fs::metadata(&workspace).map_err(|source| SandboxError::Workspace {
+                path: workspace.clone(),
+                source,
+            })?;
             if meta.uid() != host_uid || meta.gid() != host_gid {
                 Some(
-                    idmap::workspace_tree(&workspace, (meta.uid(), meta.gid()), (host_uid, host_gid))
-                        .map_err(|source| SandboxError::Workspace { path: workspace.clone(), source })?,
+                    idmap::workspace_tree(&workspace, (meta.uid(), meta.gid()), (host_uid, host_gid)).map_err(
+                        |source| SandboxError::Workspace {
+                            path: workspace.clone(),
+                            source,
+                        },
+                    )?,
                 )
             } else {
                 None
@@ -174,10 +193,12 @@ impl Sandbox {
             files.push((p, f.target.clone()));
         }
         let lower_tree = if root && plan.writable_root {
-            Some(sys::open_tree_clone(&plan.rootfs, false).map_err(|source| SandboxError::JobDir {
-                path: plan.rootfs.clone(),
-                source,
-            })?)
+            Some(
+                sys::open_tree_clone(&plan.rootfs, false).map_err(|source| SandboxError::JobDir {
+                    path: plan.rootfs.clone(),
+                    source,
+                })?,
+            )
         } else {
             None
         };
@@ -247,7 +268,10 @@ impl Sandbox {
 
         // 4. Clone into new namespaces (and atomically into the v2 cgroup).
         let cg_fd = match &cgroups.v2 {
-            Some(d) => Some(sys::open_dir(d).map_err(|source| SandboxError::Cgroup { path: d.clone(), source })?),
+            Some(d) => Some(sys::open_dir(d).map_err(|source| SandboxError::Cgroup {
+                path: d.clone(),
+                source,
+            })?),
             None => None,
         };
         let flags = (libc::CLONE_NEWUSER
@@ -301,7 +325,10 @@ impl Sandbox {
         };
 
         // 5. Identity maps and v1 cgroups, then let init go on.
-        if let Err(e) = sb.write_maps(root, host_uid, host_gid, &plan).and_then(|_| sb.cgroups.join_v1(init_pid)) {
+        if let Err(e) = sb
+            .write_maps(root, host_uid, host_gid, &plan)
+            .and_then(|_| sb.cgroups.join_v1(init_pid))
+        {
             sb.abort();
             return Err(e);
         }
@@ -473,8 +500,12 @@ impl Sandbox {
                                 status = Some(s);
                                 left_running = leftovers;
                             }
-                            Ok(Some((FromSandbox::ExecFailed { errno, message }, _))) => exec_error = Some((errno, message)),
-                            Ok(Some((FromSandbox::SetupFailed { step, message }, _))) => setup_error = Some((step, message)),
+                            Ok(Some((FromSandbox::ExecFailed { errno, message }, _))) => {
+                                exec_error = Some((errno, message))
+                            }
+                            Ok(Some((FromSandbox::SetupFailed { step, message }, _))) => {
+                                setup_error = Some((step, message))
+                            }
                             Ok(Some(_)) => {}
                             _ => sock_open = false,
                         },
@@ -535,7 +566,9 @@ impl Sandbox {
             loop {
                 let ev = sys::poll_revents(fd.as_raw_fd(), libc::POLLIN, 100).unwrap_or(libc::POLLERR);
                 if ev & libc::POLLIN != 0 {
-                    let Ok(n) = sys::seccomp_notif_recv(fd.as_raw_fd()) else { continue };
+                    let Ok(n) = sys::seccomp_notif_recv(fd.as_raw_fd()) else {
+                        continue;
+                    };
                     let name = seccomp::name(n.data.nr);
                     if seccomp::WATCHED.contains(&(n.data.nr as libc::c_long)) {
                         if let Some(w) = &watch {

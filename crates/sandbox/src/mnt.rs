@@ -84,11 +84,17 @@ impl Root {
             Err(_) => {}
         }
         let parent = inside.parent().unwrap_or(Path::new("/"));
-        let name = inside.file_name().ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let name = inside
+            .file_name()
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
         let p = self.ensure(parent, false)?;
         let created = p.path().join(name);
         if file {
-            fs::OpenOptions::new().create(true).truncate(false).write(true).open(&created)?;
+            fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&created)?;
         } else {
             match fs::DirBuilder::new().mode(0o755).create(&created) {
                 Ok(()) => {}
@@ -114,7 +120,9 @@ fn tmpfs(t: &Target, size: u64, mode: u32, what: &str) -> Result<(), StepError> 
 /// Binds `src` over `inside` (which must exist), then sets flags on the new mount: the target fd
 /// still names the covered directory, so the mount is reached by resolving the path again.
 fn bind(root: &Root, src: &Path, inside: &Path, writable: bool) -> Result<(), StepError> {
-    let t = root.at(inside).step(|| format!("open mount point {}", inside.display()))?;
+    let t = root
+        .at(inside)
+        .step(|| format!("open mount point {}", inside.display()))?;
     sys::mount(Some(src), &t.path(), None, MS_BIND | MS_REC, None)
         .step(|| format!("bind {} on {}", src.display(), inside.display()))?;
     let t = root.at(inside).step(|| format!("reopen {}", inside.display()))?;
@@ -122,8 +130,13 @@ fn bind(root: &Root, src: &Path, inside: &Path, writable: bool) -> Result<(), St
     if !writable {
         attrs |= MOUNT_ATTR_RDONLY;
     }
-    sys::mount_setattr(&t.path(), true, attrs, None)
-        .step(|| format!("make {} {}", inside.display(), if writable { "nosuid" } else { "read-only" }))
+    sys::mount_setattr(&t.path(), true, attrs, None).step(|| {
+        format!(
+            "make {} {}",
+            inside.display(),
+            if writable { "nosuid" } else { "read-only" }
+        )
+    })
 }
 
 /// Expands the `*` components of hidden-path patterns against the host's rootfs.
@@ -155,8 +168,7 @@ fn expand(rootfs: &Path, pattern: &str) -> Vec<PathBuf> {
 /// root of the job's user namespace, in its fresh mount namespace.
 pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
     // Nothing we mount may propagate back to the host.
-    sys::mount(None, Path::new("/"), None, MS_REC | libc::MS_PRIVATE, None)
-        .step(|| "make mounts private".into())?;
+    sys::mount(None, Path::new("/"), None, MS_REC | libc::MS_PRIVATE, None).step(|| "make mounts private".into())?;
 
     let root_path = if plan.writable_root {
         sys::mount(
@@ -188,8 +200,14 @@ pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
             paths.newroot.join("upper").display(),
             paths.newroot.join("work").display()
         );
-        sys::mount(Some(Path::new("overlay")), &merged, Some("overlay"), libc::MS_NOSUID, Some(&opts))
-            .step(|| "mount the writable-root overlay".into())?;
+        sys::mount(
+            Some(Path::new("overlay")),
+            &merged,
+            Some("overlay"),
+            libc::MS_NOSUID,
+            Some(&opts),
+        )
+        .step(|| "mount the writable-root overlay".into())?;
         merged
     } else {
         sys::mount(Some(&plan.rootfs), &paths.newroot, None, MS_BIND | MS_REC, None)
@@ -202,7 +220,9 @@ pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
 
     // Fresh, size-limited scratch space.
     for (dir, mode) in [("/tmp", 0o1777), ("/var/tmp", 0o1777), ("/run", 0o1777)] {
-        let t = root.ensure(Path::new(dir), false).step(|| format!("mount point {dir}"))?;
+        let t = root
+            .ensure(Path::new(dir), false)
+            .step(|| format!("mount point {dir}"))?;
         tmpfs(&t, plan.tmpfs_size, mode, dir)?;
     }
 
@@ -240,9 +260,15 @@ pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
         }
         None => binds.push((paths.workspace.clone(), paths.workspace.clone(), true)),
     }
-    binds.extend(plan.binds.iter().map(|b| (b.source.clone(), b.target.clone(), b.writable)));
+    binds.extend(
+        plan.binds
+            .iter()
+            .map(|b| (b.source.clone(), b.target.clone(), b.writable)),
+    );
     for (src, target, writable) in binds {
-        let is_file = fs::metadata(&src).step(|| format!("bind source {}", src.display()))?.is_file();
+        let is_file = fs::metadata(&src)
+            .step(|| format!("bind source {}", src.display()))?
+            .is_file();
         root.ensure(&target, is_file)
             .step(|| format!("bind target {} (missing in the rootfs)", target.display()))?;
         bind(&root, &src, &target, writable)?;
@@ -264,8 +290,13 @@ pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
             fs::set_permissions(t.path(), fs::Permissions::from_mode(0o711))
                 .step(|| format!("make hidden {} traversable", p.display()))?;
         }
-        sys::mount_setattr(&t.path(), false, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, None)
-            .step(|| format!("make hidden {} read-only", p.display()))?;
+        sys::mount_setattr(
+            &t.path(),
+            false,
+            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+            None,
+        )
+        .step(|| format!("make hidden {} read-only", p.display()))?;
     }
 
     drop(root);
@@ -278,7 +309,9 @@ pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
 }
 
 fn mount_dev(root: &Root, shm_size: u64) -> Result<(), StepError> {
-    let t = root.ensure(Path::new("/dev"), false).step(|| "mount point /dev".into())?;
+    let t = root
+        .ensure(Path::new("/dev"), false)
+        .step(|| "mount point /dev".into())?;
     tmpfs(&t, 1 << 20, 0o755, "/dev")?;
     // The fd still names the covered directory; reopen to reach the new tmpfs.
     let t = root.at(Path::new("/dev")).step(|| "reopen /dev".into())?;
@@ -319,7 +352,8 @@ fn mount_dev(root: &Root, shm_size: u64) -> Result<(), StepError> {
     }
     // No new device nodes and nothing else written to /dev after this point.
     let t = root.at(Path::new("/dev")).step(|| "reopen /dev".into())?;
-    sys::mount_setattr(&t.path(), false, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, None).step(|| "make /dev read-only".into())?;
+    sys::mount_setattr(&t.path(), false, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, None)
+        .step(|| "make /dev read-only".into())?;
     Ok(())
 }
 
@@ -346,12 +380,19 @@ fn read_only_self(root: &Root, p: &str) -> Result<(), StepError> {
     let Ok(t) = root.at(Path::new(p)) else { return Ok(()) };
     sys::mount(Some(&t.path()), &t.path(), None, MS_BIND | MS_REC, None).step(|| format!("bind {p} onto itself"))?;
     let t = root.at(Path::new(p)).step(|| format!("reopen {p}"))?;
-    sys::mount_setattr(&t.path(), true, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, None)
-        .step(|| format!("make {p} read-only"))
+    sys::mount_setattr(
+        &t.path(),
+        true,
+        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        None,
+    )
+    .step(|| format!("make {p} read-only"))
 }
 
 fn mount_proc(root: &Root) -> Result<(), StepError> {
-    let t = root.ensure(Path::new("/proc"), false).step(|| "mount point /proc".into())?;
+    let t = root
+        .ensure(Path::new("/proc"), false)
+        .step(|| "mount point /proc".into())?;
     sys::mount(
         Some(Path::new("proc")),
         &t.path(),
@@ -370,7 +411,9 @@ fn mount_proc(root: &Root) -> Result<(), StepError> {
 }
 
 fn mount_sys(root: &Root) -> Result<(), StepError> {
-    let t = root.ensure(Path::new("/sys"), false).step(|| "mount point /sys".into())?;
+    let t = root
+        .ensure(Path::new("/sys"), false)
+        .step(|| "mount point /sys".into())?;
     // A fresh sysfs shows only this network namespace's devices; fall back to the host's, read-only.
     let fresh = sys::mount(
         Some(Path::new("sysfs")),
@@ -382,8 +425,13 @@ fn mount_sys(root: &Root) -> Result<(), StepError> {
     if fresh.is_err() {
         sys::mount(Some(Path::new("/sys")), &t.path(), None, MS_BIND | MS_REC, None).step(|| "bind /sys".into())?;
         let t = root.at(Path::new("/sys")).step(|| "reopen /sys".into())?;
-        sys::mount_setattr(&t.path(), true, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, None)
-            .step(|| "make /sys read-only".into())?;
+        sys::mount_setattr(
+            &t.path(),
+            true,
+            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+            None,
+        )
+        .step(|| "make /sys read-only".into())?;
     }
     for p in SYS_MASKED {
         mask(root, p)?;
@@ -408,7 +456,13 @@ mod tests {
         fs::create_dir_all(d.join("opt/runner-b")).unwrap();
         fs::write(d.join("opt/runner-a/.runner"), "").unwrap();
         let got = expand(&d, "/opt/*/.runner");
-        assert_eq!(got, vec![PathBuf::from("/opt/runner-a/.runner"), PathBuf::from("/opt/runner-b/.runner")]);
+        assert_eq!(
+            got,
+            vec![
+                PathBuf::from("/opt/runner-a/.runner"),
+                PathBuf::from("/opt/runner-b/.runner")
+            ]
+        );
         assert_eq!(expand(&d, "/etc/shadow"), vec![PathBuf::from("/etc/shadow")]);
         fs::remove_dir_all(&d).unwrap();
     }

@@ -45,7 +45,9 @@ pub fn new_job_id() -> String {
         let _ = f.read_exact(&mut rnd);
     }
     let hex: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
-    let start = owner_record(pid).and_then(|r| r.split_whitespace().nth(1).map(String::from)).unwrap_or_default();
+    let start = owner_record(pid)
+        .and_then(|r| r.split_whitespace().nth(1).map(String::from))
+        .unwrap_or_default();
     format!("{hex}.{pid}.{start}")
 }
 
@@ -60,7 +62,9 @@ fn owner_record(pid: i32) -> Option<String> {
 /// Whether the supervisor named in a job id still runs.
 pub fn owner_alive(id: &str) -> bool {
     let mut parts = id.split('.');
-    let (Some(_), Some(pid), Some(start)) = (parts.next(), parts.next(), parts.next()) else { return false };
+    let (Some(_), Some(pid), Some(start)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
     let Ok(pid) = pid.parse::<i32>() else { return false };
     owner_record(pid).is_some_and(|now| now == format!("{pid} {start}"))
 }
@@ -103,7 +107,10 @@ pub fn gc(state_root: &Path) -> GcReport {
         }
     }
     for (ctrl, dir) in cgroup::all_job_dirs() {
-        let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let id = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if live.contains(&id) || owner_alive(&id) {
             continue;
         }

@@ -12,11 +12,19 @@ use std::path::Path;
 pub type Pid = libc::pid_t;
 
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r == -1 { Err(io::Error::last_os_error()) } else { Ok(r) }
+    if r == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
 }
 
 fn cvt_long(r: libc::c_long) -> io::Result<libc::c_long> {
-    if r == -1 { Err(io::Error::last_os_error()) } else { Ok(r) }
+    if r == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
 }
 
 pub fn cstr(p: &Path) -> io::Result<CString> {
@@ -81,10 +89,7 @@ pub fn clone3_fork(flags: u64, cgroup: Option<RawFd>) -> io::Result<Forked> {
         // SAFETY: the kernel stored a fresh pidfd in `pidfd` because CLONE_PIDFD was set and the
         // call succeeded; nothing else owns it.
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-        Ok(Forked::Parent {
-            pid: r as Pid,
-            pidfd,
-        })
+        Ok(Forked::Parent { pid: r as Pid, pidfd })
     }
 }
 
@@ -160,12 +165,7 @@ pub const MOUNT_ATTR_IDMAP: u64 = 0x100000;
 const AT_RECURSIVE: libc::c_uint = 0x8000;
 
 /// Sets mount attributes on a whole mount tree (`recursive`) or one mount, e.g. read-only.
-pub fn mount_setattr(
-    path: &Path,
-    recursive: bool,
-    set: u64,
-    userns_fd: Option<RawFd>,
-) -> io::Result<()> {
+pub fn mount_setattr(path: &Path, recursive: bool, set: u64, userns_fd: Option<RawFd>) -> io::Result<()> {
     let p = cstr(path)?;
     let mut attr = MountAttr {
         attr_set: set,
@@ -194,9 +194,7 @@ pub fn open_tree_clone(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
     let flags = 1 /* OPEN_TREE_CLONE */ | libc::O_CLOEXEC as libc::c_uint
         | if recursive { AT_RECURSIVE } else { 0 };
     // SAFETY: `p` is a valid C string; on success the kernel returns a new fd we own.
-    let fd = cvt_long(unsafe {
-        libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, p.as_ptr(), flags)
-    })?;
+    let fd = cvt_long(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, p.as_ptr(), flags) })?;
     // SAFETY: fd was just returned by the kernel and is owned by no one else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
@@ -268,8 +266,7 @@ pub fn setsid() -> io::Result<()> {
 
 pub fn prctl(op: libc::c_int, a: libc::c_ulong) -> io::Result<()> {
     // SAFETY: every prctl op used here takes integer arguments only.
-    cvt(unsafe { libc::prctl(op, a, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) })
-        .map(drop)
+    cvt(unsafe { libc::prctl(op, a, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) }).map(drop)
 }
 
 pub fn setrlimit(res: libc::__rlimit_resource_t, soft: u64, hard: u64) -> io::Result<()> {
@@ -306,7 +303,11 @@ pub fn close_range(first: u32, last: u32) -> io::Result<()> {
 pub fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: the pointer and length describe `buf`, which is writable.
     let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r as usize) }
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
 }
 
 /// Executes `path` with argv and envp; returns only on failure.
@@ -563,7 +564,11 @@ pub fn seccomp_install(prog: &[libc::sock_filter], listener: bool) -> io::Result
         len: prog.len() as libc::c_ushort,
         filter: prog.as_ptr() as *mut libc::sock_filter,
     };
-    let flags: libc::c_ulong = if listener { 1 << 3 /* NEW_LISTENER */ } else { 0 };
+    let flags: libc::c_ulong = if listener {
+        1 << 3 /* NEW_LISTENER */
+    } else {
+        0
+    };
     // SAFETY: `fprog` points at `prog`, which outlives the call; the kernel copies the program.
     let r = cvt_long(unsafe {
         libc::syscall(
@@ -683,7 +688,11 @@ const RESOLVE_IN_ROOT: u64 = 0x10;
 /// `root` were `/`, so that a job-controlled tree can never redirect us outside it.
 pub fn open_in_root(root: &OwnedFd, path: &Path) -> io::Result<OwnedFd> {
     let rel = path.strip_prefix("/").unwrap_or(path);
-    let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
     let c = cstr(rel)?;
     let how = OpenHow {
         flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
@@ -708,9 +717,7 @@ pub fn open_in_root(root: &OwnedFd, path: &Path) -> io::Result<OwnedFd> {
 pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
     let c = cstr(path)?;
     // SAFETY: `c` is a valid C string; the result is a fresh fd we own.
-    let fd = cvt(unsafe {
-        libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
-    })?;
+    let fd = cvt(unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) })?;
     // SAFETY: fd was just returned by the kernel and is owned by no one else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }

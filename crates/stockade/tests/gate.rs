@@ -50,9 +50,7 @@ fn an_admitted_job_exits_0_with_every_reason() {
         lines.next(),
         Some("job 4242 (gitlab group/app refs/heads/main): admitted to pool prod")
     );
-    let rules: Vec<&str> = lines
-        .map(|l| l.split_whitespace().nth(1).unwrap())
-        .collect();
+    let rules: Vec<&str> = lines.map(|l| l.split_whitespace().nth(1).unwrap()).collect();
     assert_eq!(
         rules,
         [
@@ -78,9 +76,7 @@ fn a_refused_job_exits_123_naming_each_failed_rule() {
         "{out}"
     );
     assert!(
-        out.contains(
-            "  REFUSED  pools.prod.protected_refs_only: ref refs/heads/feature is not protected\n"
-        ),
+        out.contains("  REFUSED  pools.prod.protected_refs_only: ref refs/heads/feature is not protected\n"),
         "{out}"
     );
     assert!(
@@ -105,16 +101,7 @@ fn a_refused_job_exits_123_naming_each_failed_rule() {
 #[test]
 fn json_output_carries_the_context_and_the_decision() {
     let (p, c) = (fix("policy.toml"), fix("fork-mr.json"));
-    let o = stockade(&[
-        "gate",
-        "--policy",
-        &p,
-        "--context",
-        &c,
-        "--pool",
-        "prod",
-        "--json",
-    ]);
+    let o = stockade(&["gate", "--policy", &p, "--context", &c, "--pool", "prod", "--json"]);
     assert_eq!(o.status.code(), Some(123));
     let v: Value = serde_json::from_str(&stdout(&o)).expect("JSON");
     assert_eq!(v["context"]["project"], json!("other/app"));
@@ -156,12 +143,7 @@ fn bad_input_is_one_line_naming_the_field_and_exits_125() {
             "pool \"nope\" is not defined in the policy (defined: ci, prod)",
         ),
         (
-            &[
-                "--context",
-                "main-protected.json",
-                "--policy",
-                "policy-bad.toml",
-            ],
+            &["--context", "main-protected.json", "--policy", "policy-bad.toml"],
             "policy-bad.toml:4: pools.ci.refs: invalid type: string \"main\", expected a sequence",
         ),
     ];
@@ -209,10 +191,7 @@ struct Dir(PathBuf);
 
 impl Dir {
     fn new(name: &str) -> Dir {
-        let d = PathBuf::from(format!(
-            "/var/lib/stockade-tests/gate-{name}-{}",
-            std::process::id()
-        ));
+        let d = PathBuf::from(format!("/var/lib/stockade-tests/gate-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         Dir(d)
@@ -231,22 +210,10 @@ impl Drop for Dir {
 }
 
 fn run(dir: &Dir, ctx: Option<&str>, pool: Option<&str>, script: &str) -> (Output, Option<Value>) {
-    let (p, state, rep) = (
-        fix("policy.toml"),
-        dir.path("state"),
-        dir.path("report.json"),
-    );
+    let (p, state, rep) = (fix("policy.toml"), dir.path("state"), dir.path("report.json"));
     let _ = std::fs::remove_file(&rep);
     let c = ctx.map(fix);
-    let mut args = vec![
-        "run",
-        "--state-dir",
-        &state,
-        "--policy",
-        &p,
-        "--report",
-        &rep,
-    ];
+    let mut args = vec!["run", "--state-dir", &state, "--policy", &p, "--report", &rep];
     if let Some(c) = &c {
         args.extend(["--context", c]);
     }
@@ -306,11 +273,7 @@ fn run_admits_a_job_under_its_pools_settings() {
     assert_eq!(r["context"]["gate"]["allowed"], json!(true));
     assert_eq!(r["context"]["gate"]["pool"], json!("prod"));
     assert_eq!(r["context"]["context"]["project"], json!("group/app"));
-    assert!(
-        r["enforced"].to_string().contains("pids 77"),
-        "{}",
-        r["enforced"]
-    );
+    assert!(r["enforced"].to_string().contains("pids 77"), "{}", r["enforced"]);
 
     // The default pool has neither the variable nor the limit.
     let (o, report) = run(

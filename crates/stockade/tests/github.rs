@@ -29,12 +29,7 @@ fn job<'a>(event: &'a str, payload: &'a str, git_ref: &'a str) -> Job<'a> {
 
 fn hook(j: &Job, pool: Option<&str>, extra: &[&str]) -> Output {
     let mut c = Command::new(BIN);
-    c.args([
-        "github",
-        "job-started",
-        "--policy",
-        &format!("{FIX}/policy.toml"),
-    ]);
+    c.args(["github", "job-started", "--policy", &format!("{FIX}/policy.toml")]);
     if let Some(p) = pool {
         c.args(["--pool", p]);
     }
@@ -83,9 +78,8 @@ fn a_push_to_protected_main_runs_on_the_deploy_pool() {
     let o = hook(&j, Some("prod"), &[]);
     assert_eq!(o.status.code(), Some(0), "{}", out(&o));
     assert!(
-        String::from_utf8_lossy(&o.stdout).starts_with(
-            "job 1234.1/build (github acme/app refs/heads/main): admitted to pool prod\n"
-        ),
+        String::from_utf8_lossy(&o.stdout)
+            .starts_with("job 1234.1/build (github acme/app refs/heads/main): admitted to pool prod\n"),
         "{}",
         out(&o)
     );
@@ -93,11 +87,7 @@ fn a_push_to_protected_main_runs_on_the_deploy_pool() {
 
 #[test]
 fn an_unprotected_branch_never_reaches_the_deploy_pool() {
-    let o = hook(
-        &job("push", "push-main.json", "refs/heads/feature"),
-        Some("prod"),
-        &[],
-    );
+    let o = hook(&job("push", "push-main.json", "refs/heads/feature"), Some("prod"), &[]);
     assert_refused(&o, "pools.prod.protected_refs_only");
     // GITHUB_REF_PROTECTED unset (an older runner) counts as unprotected.
     let mut c = Command::new(BIN);
@@ -122,46 +112,27 @@ fn an_unprotected_branch_never_reaches_the_deploy_pool() {
 
 #[test]
 fn a_pull_request_from_a_fork_is_refused_where_forks_are() {
-    let j = job(
-        "pull_request",
-        "pull-request-fork.json",
-        "refs/pull/7/merge",
-    );
+    let j = job("pull_request", "pull-request-fork.json", "refs/pull/7/merge");
     assert_refused(&hook(&j, None, &[]), "pools.ci.forks");
     // The pool for outside contributions takes it.
     let o = hook(&j, Some("public"), &[]);
     assert_eq!(o.status.code(), Some(0), "{}", out(&o));
-    assert!(
-        out(&o)
-            .contains("ok       pools.public.forks: the code comes from a fork, and forks = true")
-    );
+    assert!(out(&o).contains("ok       pools.public.forks: the code comes from a fork, and forks = true"));
     // A pull request from a branch of the repository itself is no fork.
     let o = hook(
-        &job(
-            "pull_request",
-            "pull-request-same-repo.json",
-            "refs/pull/8/merge",
-        ),
+        &job("pull_request", "pull-request-same-repo.json", "refs/pull/8/merge"),
         None,
         &[],
     );
     assert_eq!(o.status.code(), Some(0), "{}", out(&o));
     // A fork that was deleted since still is one.
-    let j = job(
-        "pull_request",
-        "pull-request-deleted-fork.json",
-        "refs/pull/9/merge",
-    );
+    let j = job("pull_request", "pull-request-deleted-fork.json", "refs/pull/9/merge");
     assert_refused(&hook(&j, None, &[]), "pools.ci.forks");
 }
 
 #[test]
 fn untrusted_triggers_are_refused_by_deny_sources() {
-    let j = job(
-        "pull_request_target",
-        "pull-request-fork.json",
-        "refs/heads/main",
-    );
+    let j = job("pull_request_target", "pull-request-fork.json", "refs/heads/main");
     let o = hook(&j, None, &[]);
     assert_refused(&o, "pools.ci.deny_sources");
     // Every failed rule is listed, not only the first.
@@ -172,11 +143,7 @@ fn untrusted_triggers_are_refused_by_deny_sources() {
     );
     assert_refused(
         &hook(
-            &job(
-                "pull_request_target",
-                "pull-request-fork.json",
-                "refs/heads/main",
-            ),
+            &job("pull_request_target", "pull-request-fork.json", "refs/heads/main"),
             Some("public"),
             &[],
         ),
@@ -208,12 +175,7 @@ fn another_repository_is_refused_by_projects() {
     let rel = p.display().to_string();
     let mut c = Command::new(BIN);
     let o = c
-        .args([
-            "github",
-            "job-started",
-            "--policy",
-            &format!("{FIX}/policy.toml"),
-        ])
+        .args(["github", "job-started", "--policy", &format!("{FIX}/policy.toml")])
         .env_clear()
         .env("GITHUB_REPOSITORY", j.repo)
         .env("GITHUB_REF", j.git_ref)
@@ -230,16 +192,8 @@ fn the_context_it_builds_feeds_stockade_gate() {
     let dir = std::env::temp_dir().join(format!("stockade-github-ctx-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let ctx = dir.join("job.json");
-    let j = job(
-        "pull_request",
-        "pull-request-fork.json",
-        "refs/pull/7/merge",
-    );
-    let o = hook(
-        &j,
-        Some("public"),
-        &["--context-out", ctx.to_str().unwrap()],
-    );
+    let j = job("pull_request", "pull-request-fork.json", "refs/pull/7/merge");
+    let o = hook(&j, Some("public"), &["--context-out", ctx.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", out(&o));
     let v: Value = serde_json::from_slice(&std::fs::read(&ctx).unwrap()).unwrap();
     assert_eq!(
@@ -269,10 +223,7 @@ fn bad_input_is_one_line_naming_the_variable_or_field_and_exits_125() {
     let cases: Vec<(Job, &str)> = vec![
         (Job { repo: "", ..base() }, "GITHUB_REPOSITORY: not set"),
         (
-            Job {
-                repo: "acme",
-                ..base()
-            },
+            Job { repo: "acme", ..base() },
             "GITHUB_REPOSITORY: \"acme\" is not a project path",
         ),
         (
@@ -342,7 +293,5 @@ fn bad_input_is_one_line_naming_the_variable_or_field_and_exits_125() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(125));
-    assert!(
-        out(&o).contains("pool \"nope\" is not defined in the policy (defined: ci, prod, public)")
-    );
+    assert!(out(&o).contains("pool \"nope\" is not defined in the policy (defined: ci, prod, public)"));
 }

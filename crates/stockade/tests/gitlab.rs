@@ -52,10 +52,7 @@ mod sim {
         pub fn new(name: &str) -> Host {
             // Not under /tmp: each sandbox has a fresh /tmp, so a runner temp dir there would be
             // invisible to jobs anyway and prove nothing about hiding.
-            let dir = PathBuf::from(format!(
-                "/var/lib/stockade-tests/gitlab-{name}-{}",
-                std::process::id()
-            ));
+            let dir = PathBuf::from(format!("/var/lib/stockade-tests/gitlab-{name}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             for d in ["runner", "state", "reports"] {
                 std::fs::create_dir_all(dir.join(d)).unwrap();
@@ -239,13 +236,7 @@ mod sim {
 
     /// Runs one executor command as gitlab-runner does: its own process group, the job's
     /// environment only; past `timeout`, SIGTERM to the group, then SIGKILL after `grace`.
-    pub fn exec(
-        args: &[String],
-        env: &[(String, String)],
-        cwd: &Path,
-        timeout: Duration,
-        grace: Duration,
-    ) -> Exec {
+    pub fn exec(args: &[String], env: &[(String, String)], cwd: &Path, timeout: Duration, grace: Duration) -> Exec {
         let mut child = Command::new(BIN)
             .args(args)
             .env_clear()
@@ -279,13 +270,11 @@ mod sim {
             if Instant::now() >= deadline {
                 if !timed_out {
                     timed_out = true;
-                    let _ =
-                        rustix::process::kill_process_group(group, rustix::process::Signal::TERM);
+                    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::TERM);
                     deadline = Instant::now() + grace;
                 } else if !force_killed {
                     force_killed = true;
-                    let _ =
-                        rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+                    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
                 }
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -348,15 +337,8 @@ mod sim {
             // The runner's own environment (gitlab-runner passes it to every stage).
             ("RUNNER_OWN_TOKEN".into(), "glrt-RUNNER-SECRET-TOKEN".into()),
         ];
-        env.extend(
-            vars.iter()
-                .map(|(k, v)| (format!("CUSTOM_ENV_{k}"), v.clone())),
-        );
-        env.extend(
-            j.custom_env
-                .iter()
-                .map(|(k, v)| (format!("CUSTOM_ENV_{k}"), v.clone())),
-        );
+        env.extend(vars.iter().map(|(k, v)| (format!("CUSTOM_ENV_{k}"), v.clone())));
+        env.extend(j.custom_env.iter().map(|(k, v)| (format!("CUSTOM_ENV_{k}"), v.clone())));
 
         let pool = j.pool.as_deref();
         let quick = Duration::from_secs(300);
@@ -384,10 +366,7 @@ mod sim {
             // prepare: retried on system failure, 3 attempts in all.
             for attempt in 1..=3 {
                 let p = exec(&host.args("prepare", pool), &env, &temp, quick, j.grace);
-                log.push_str(&format!(
-                    "$ prepare (attempt {attempt}, exit {:?})\n{}",
-                    p.code, p.out
-                ));
+                log.push_str(&format!("$ prepare (attempt {attempt}, exit {:?})\n{}", p.code, p.out));
                 match p.code {
                     Some(0) => break,
                     Some(2) if attempt < 3 => continue,
@@ -412,12 +391,7 @@ mod sim {
             ));
             svars.push(("CACHE_FILE".into(), cache_file.display().to_string()));
             let cd = "cd \"$CI_PROJECT_DIR\"\n";
-            let paths = j
-                .cache_paths
-                .iter()
-                .map(|p| quote(p))
-                .collect::<Vec<_>>()
-                .join(" ");
+            let paths = j.cache_paths.iter().map(|p| quote(p)).collect::<Vec<_>>().join(" ");
             let archive = if j.cache_paths.is_empty() {
                 "echo 'Not creating cache: no paths'".to_string()
             } else {
@@ -461,10 +435,7 @@ mod sim {
                 std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o700)).unwrap();
                 let code_file = dir.join("exit_code");
                 let mut e = env.clone();
-                e.push((
-                    "BUILD_EXIT_CODE_FILE".into(),
-                    code_file.display().to_string(),
-                ));
+                e.push(("BUILD_EXIT_CODE_FILE".into(), code_file.display().to_string()));
                 let mut args = host.args("run", pool);
                 args.push(file.display().to_string());
                 args.push(name.to_string());
@@ -475,15 +446,10 @@ mod sim {
                 (own, r)
             };
 
-            let mut main: Vec<String> = [
-                "prepare_script",
-                "get_sources",
-                "restore_cache",
-                "download_artifacts",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+            let mut main: Vec<String> = ["prepare_script", "get_sources", "restore_cache", "download_artifacts"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
             main.extend(j.extra_stages.iter().map(|(s, _)| s.clone()));
             main.push("build_script".into());
             let mut failed = None;
@@ -545,11 +511,7 @@ mod sim {
             outcome = Some(failed.unwrap_or(Outcome::Success));
         }
 
-        let state_file = host
-            .state()
-            .join("jobs")
-            .join(j.id.to_string())
-            .join("state.json");
+        let state_file = host.state().join("jobs").join(j.id.to_string()).join("state.json");
         let state_before_cleanup = std::fs::read(&state_file)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
@@ -577,18 +539,12 @@ use sim::{Host, Outcome, job};
 
 fn report(host: &Host, name: &str) -> Value {
     let p = host.reports().join(name);
-    serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
-        .unwrap()
+    serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
 }
 
 /// Nothing of the job remains: workspace, state, sandbox state, cgroups, processes.
 fn assert_nothing_left(host: &Host, r: &sim::Run, id: u64, marker: Option<&str>) {
-    assert_eq!(
-        r.cleanup_code,
-        Some(0),
-        "cleanup failed:\n{}",
-        r.cleanup_log
-    );
+    assert_eq!(r.cleanup_code, Some(0), "cleanup failed:\n{}", r.cleanup_log);
     assert!(
         r.cleanup_log.contains(&format!("job {id} cleaned up")),
         "{}",
@@ -599,20 +555,13 @@ fn assert_nothing_left(host: &Host, r: &sim::Run, id: u64, marker: Option<&str>)
         state.join("builds").join(id.to_string()),
         state.join("jobs").join(id.to_string()),
     ] {
-        assert!(
-            std::fs::symlink_metadata(&p).is_err(),
-            "{} is left",
-            p.display()
-        );
+        assert!(std::fs::symlink_metadata(&p).is_err(), "{} is left", p.display());
     }
     let sups = r.supervisors();
     if let Ok(rd) = std::fs::read_dir(state.join("sandbox/jobs")) {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            assert!(
-                !sups.iter().any(|s| name.ends_with(s)),
-                "sandbox state {name} is left"
-            );
+            assert!(!sups.iter().any(|s| name.ends_with(s)), "sandbox state {name} is left");
         }
     }
     for base in [
@@ -623,10 +572,7 @@ fn assert_nothing_left(host: &Host, r: &sim::Run, id: u64, marker: Option<&str>)
         if let Ok(rd) = std::fs::read_dir(base) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                assert!(
-                    !sups.iter().any(|s| name.ends_with(s)),
-                    "cgroup {base}/{name} is left"
-                );
+                assert!(!sups.iter().any(|s| name.ends_with(s)), "cgroup {base}/{name} is left");
             }
         }
     }
@@ -650,12 +596,7 @@ fn assert_nothing_left(host: &Host, r: &sim::Run, id: u64, marker: Option<&str>)
 fn processes_with(marker: &str) -> Vec<String> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        if !e
-            .file_name()
-            .to_string_lossy()
-            .bytes()
-            .all(|b| b.is_ascii_digit())
-        {
+        if !e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
             continue;
         }
         if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
@@ -713,10 +654,7 @@ fn a_passing_job_runs_every_stage_in_its_own_sandbox_and_keeps_its_cache() {
         "echo built-by-601 > out.txt".into(),
         "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status".into(),
     ];
-    j.after_script = vec![
-        "echo \"after job=$STOCKADE_JOB_ID\"".into(),
-        "cat out.txt".into(),
-    ];
+    j.after_script = vec!["echo \"after job=$STOCKADE_JOB_ID\"".into(), "cat out.txt".into()];
     j.cache_paths = vec!["out.txt".into()];
     j.extra_stages = vec![("step_release".into(), "echo release-step-ran".into())];
     let r = sim::run(&host, &j);
@@ -737,10 +675,7 @@ fn a_passing_job_runs_every_stage_in_its_own_sandbox_and_keeps_its_cache() {
         ]
     );
     let log = &r.log;
-    assert_eq!(
-        r.config["builds_dir"],
-        json!(host.state().join("builds/601/builds"))
-    );
+    assert_eq!(r.config["builds_dir"], json!(host.state().join("builds/601/builds")));
     assert!(log.contains("admitted to pool ci"), "{log}");
     assert!(log.contains("No cache found"), "{log}");
     assert!(
@@ -752,10 +687,7 @@ fn a_passing_job_runs_every_stage_in_its_own_sandbox_and_keeps_its_cache() {
         "the workspace is shared between stages:\n{log}"
     );
     assert!(log.contains("uid=1000 "), "{log}");
-    assert!(
-        log.contains("NoNewPrivs:\t1") && log.contains("Seccomp:\t2"),
-        "{log}"
-    );
+    assert!(log.contains("NoNewPrivs:\t1") && log.contains("Seccomp:\t2"), "{log}");
     assert!(log.contains("Created cache"), "{log}");
     // Each stage is a fresh sandbox.
     let job_of = |prefix: &str| {
@@ -787,8 +719,7 @@ fn a_passing_job_runs_every_stage_in_its_own_sandbox_and_keeps_its_cache() {
     let cached = host
         .state()
         .join("cache/group%2Fapp/unprotected/group/app/default/cache.tar");
-    let meta = std::fs::metadata(&cached)
-        .unwrap_or_else(|e| panic!("{}: {e}\n{}", cached.display(), r.cleanup_log));
+    let meta = std::fs::metadata(&cached).unwrap_or_else(|e| panic!("{}: {e}\n{}", cached.display(), r.cleanup_log));
     use std::os::unix::fs::MetadataExt;
     assert_eq!(meta.uid(), WORKSPACE_OWNER);
 
@@ -797,11 +728,7 @@ fn a_passing_job_runs_every_stage_in_its_own_sandbox_and_keeps_its_cache() {
     j2.script = vec!["cat out.txt".into()];
     let r2 = sim::run(&host, &j2);
     assert_eq!(r2.outcome, Outcome::Success, "{}", r2.log);
-    assert!(
-        r2.log.contains("Successfully extracted cache"),
-        "{}",
-        r2.log
-    );
+    assert!(r2.log.contains("Successfully extracted cache"), "{}", r2.log);
     assert!(r2.log.contains("built-by-601"), "{}", r2.log);
     assert_nothing_left(&host, &r2, 602, None);
 
@@ -842,10 +769,7 @@ fn a_failing_job_runs_after_script_and_reports_its_own_exit_code() {
         r.log
     );
     assert!(r.log.contains("after-script-ran\nmade"), "{}", r.log);
-    assert_eq!(
-        report(&host, "701-5-build_script.json")["outcome"]["status"],
-        json!(3)
-    );
+    assert_eq!(report(&host, "701-5-build_script.json")["outcome"]["status"], json!(3));
     assert_nothing_left(&host, &r, 701, None);
 }
 
@@ -865,12 +789,7 @@ fn a_timed_out_job_that_ignores_sigterm_is_killed_and_leaves_nothing() {
     j.build_timeout = Duration::from_secs(5);
     j.grace = Duration::from_secs(2);
     let r = sim::run(&host, &j);
-    assert_eq!(
-        r.outcome,
-        Outcome::Timeout("build_script".into()),
-        "{}",
-        r.log
-    );
+    assert_eq!(r.outcome, Outcome::Timeout("build_script".into()), "{}", r.log);
     assert!(
         r.force_killed,
         "SIGTERM was ignored, so only SIGKILL could end the stage:\n{}",
@@ -891,17 +810,8 @@ fn a_timed_out_job_stops_on_sigterm() {
     j.build_timeout = Duration::from_secs(5);
     j.grace = Duration::from_secs(120);
     let r = sim::run(&host, &j);
-    assert_eq!(
-        r.outcome,
-        Outcome::Timeout("build_script".into()),
-        "{}",
-        r.log
-    );
-    assert!(
-        !r.force_killed,
-        "stockade stops the stage on SIGTERM:\n{}",
-        r.log
-    );
+    assert_eq!(r.outcome, Outcome::Timeout("build_script".into()), "{}", r.log);
+    assert!(!r.force_killed, "stockade stops the stage on SIGTERM:\n{}", r.log);
     assert_eq!(
         r.stages.last(),
         Some(&("build_script".to_string(), Some(1))),
@@ -923,13 +833,11 @@ fn a_protected_only_pool_refuses_an_unprotected_ref_in_prepare() {
     j.protected = Some(false);
     let r = sim::run(&host, &j);
     assert_eq!(r.outcome, Outcome::BuildFailure(None), "{}", r.log);
+    assert!(r.stages.is_empty(), "no stage runs for a refused job: {:?}", r.stages);
     assert!(
-        r.stages.is_empty(),
-        "no stage runs for a refused job: {:?}",
-        r.stages
-    );
-    assert!(
-        r.log.contains("stockade: job refused by pools.prod.protected_refs_only: ref refs/heads/feature is not protected"),
+        r.log.contains(
+            "stockade: job refused by pools.prod.protected_refs_only: ref refs/heads/feature is not protected"
+        ),
         "{}",
         r.log
     );
@@ -974,14 +882,9 @@ fn custom_env_overrides_cannot_change_the_decision() {
     ];
     let r = sim::run(&host, &j);
     assert_eq!(r.outcome, Outcome::BuildFailure(None), "{}", r.log);
+    assert!(r.log.contains("refused by pools.prod.protected_refs_only"), "{}", r.log);
     assert!(
-        r.log.contains("refused by pools.prod.protected_refs_only"),
-        "{}",
-        r.log
-    );
-    assert!(
-        r.log
-            .contains("ignoring CUSTOM_ENV_CI_COMMIT_REF_PROTECTED=\"true\""),
+        r.log.contains("ignoring CUSTOM_ENV_CI_COMMIT_REF_PROTECTED=\"true\""),
         "{}",
         r.log
     );
@@ -1031,8 +934,7 @@ fn a_job_cannot_read_the_response_file_nor_another_projects_cache() {
     let cache_root = host.state().join("cache");
     let other_cache = cache_root.join("group%2Fother/unprotected/group/other/default/cache.tar");
     assert!(
-        String::from_utf8_lossy(&std::fs::read(&other_cache).unwrap())
-            .contains("OTHER-CACHE-SECRET"),
+        String::from_utf8_lossy(&std::fs::read(&other_cache).unwrap()).contains("OTHER-CACHE-SECRET"),
         "the probe below has something to find"
     );
 
@@ -1053,16 +955,10 @@ fn a_job_cannot_read_the_response_file_nor_another_projects_cache() {
     // The probes' paths reach the job as job variables; how a job would learn them is moot.
     j.user_vars = vec![
         ("PROBE_STATE".into(), state.display().to_string()),
-        (
-            "PROBE_OTHER_CACHE".into(),
-            other_cache.display().to_string(),
-        ),
+        ("PROBE_OTHER_CACHE".into(), other_cache.display().to_string()),
         (
             "PROBE_RESPONSE".into(),
-            sim::temp_dir(&host, 1102)
-                .join("response.json")
-                .display()
-                .to_string(),
+            sim::temp_dir(&host, 1102).join("response.json").display().to_string(),
         ),
     ];
     let r = sim::run(&host, &j);
@@ -1132,11 +1028,7 @@ fn bad_input_is_a_system_failure_that_names_the_field() {
     let host = Host::new("badinput");
     let fix = PathBuf::from(FIX);
     let cases: &[(&str, &str, &str)] = &[
-        (
-            "prepare",
-            "response-not-json.json",
-            "response-not-json.json: not JSON",
-        ),
+        ("prepare", "response-not-json.json", "response-not-json.json: not JSON"),
         ("config", "response-not-json.json", "not JSON"),
         (
             "prepare",
@@ -1144,16 +1036,8 @@ fn bad_input_is_a_system_failure_that_names_the_field() {
             "git_info.protected: expected true, false or null",
         ),
         ("prepare", "response-no-ref.json", "git_info.ref: missing"),
-        (
-            "prepare",
-            "response-bad-variables.json",
-            "variables: expected an array",
-        ),
-        (
-            "config",
-            "response-bad-id.json",
-            "id: expected a job id (a number)",
-        ),
+        ("prepare", "response-bad-variables.json", "variables: expected an array"),
+        ("config", "response-bad-id.json", "id: expected a job id (a number)"),
         ("cleanup", "response-bad-id.json", "id: expected a job id"),
     ];
     for (sub, file, want) in cases {
@@ -1170,13 +1054,7 @@ fn bad_input_is_a_system_failure_that_names_the_field() {
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("JOB_RESPONSE_FILE: not set"), "{out}");
 
-    let (code, out) = call(
-        &host,
-        "config",
-        &[],
-        Some(&resp),
-        Some(&fix.join("policy-bad.toml")),
-    );
+    let (code, out) = call(&host, "config", &[], Some(&resp), Some(&fix.join("policy-bad.toml")));
     assert_eq!(code, Some(2), "{out}");
     assert!(
         out.contains("policy-bad.toml:2: pools.ci.limits.memory: invalid size \"lots\""),
@@ -1203,17 +1081,10 @@ fn bad_input_is_a_system_failure_that_names_the_field() {
     let mut args = host.args("config", None);
     args[5] = "/var/lib/stockade/gitlab".into();
     let env = [("JOB_RESPONSE_FILE".to_string(), resp.display().to_string())];
-    let r = sim::exec(
-        &args,
-        &env,
-        &host.dir,
-        Duration::from_secs(60),
-        Duration::from_secs(5),
-    );
+    let r = sim::exec(&args, &env, &host.dir, Duration::from_secs(60), Duration::from_secs(5));
     assert_eq!(r.code, Some(2), "{}", r.out);
     assert!(
-        r.out
-            .contains("under /var/lib/stockade, which every sandbox hides"),
+        r.out.contains("under /var/lib/stockade, which every sandbox hides"),
         "{}",
         r.out
     );

@@ -15,10 +15,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 const BIN: &str = env!("CARGO_BIN_EXE_stockade");
-const FIXTURES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../tests/fixtures/hostcheck"
-);
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/hostcheck");
 
 const ALL_IDS: [&str; 20] = [
     "host-minimal-os",
@@ -70,8 +67,7 @@ fn sh(cmd: &mut Command) {
 }
 
 fn chown(path: &Path, uid: u32, gid: u32) {
-    std::os::unix::fs::lchown(path, Some(uid), Some(gid))
-        .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
 }
 
 fn prepare(name: &str) -> Tree {
@@ -149,8 +145,7 @@ struct Res {
 }
 
 fn parse(stdout: &str) -> HashMap<String, Res> {
-    let v: Value =
-        serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"));
+    let v: Value = serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"));
     assert_eq!(v["version"], 1);
     let mut out = HashMap::new();
     for c in v["checks"].as_array().unwrap() {
@@ -176,13 +171,7 @@ fn parse(stdout: &str) -> HashMap<String, Res> {
 }
 
 fn json_of(root: &Path, extra: &[&str]) -> (i32, HashMap<String, Res>) {
-    let mut args = vec![
-        "host-check",
-        "--root",
-        root.to_str().unwrap(),
-        "--format",
-        "json",
-    ];
+    let mut args = vec!["host-check", "--root", root.to_str().unwrap(), "--format", "json"];
     args.extend_from_slice(extra);
     let r = run(&args);
     assert!(r.stderr.is_empty(), "stderr: {}", r.stderr);
@@ -222,21 +211,13 @@ fn hardened_host_passes_every_check() {
     assert_eq!(code, 0);
     has(&r, "host-minimal-os", "12 packages installed");
     has(&r, "host-security-updates", "no pending security updates");
-    has(
-        &r,
-        "host-unnecessary-services",
-        "tcp/0.0.0.0:22 pid 400 sshd",
-    );
+    has(&r, "host-unnecessary-services", "tcp/0.0.0.0:22 pid 400 sshd");
     has(
         &r,
         "host-disk-encryption",
         "/: /dev/mapper/vg0-root on / (ext4, dev 253:0): dm-crypt",
     );
-    has(
-        &r,
-        "host-disk-encryption",
-        "/opt/actions-runner/_work: tmpfs",
-    );
+    has(&r, "host-disk-encryption", "/opt/actions-runner/_work: tmpfs");
     has(&r, "host-audit-logging", "auditd active with 3 rules");
     has(&r, "host-kernel-hardening", "kernel.kptr_restrict = 2");
     has(&r, "host-lsm", "AppArmor with 2 enforcing profiles");
@@ -283,21 +264,13 @@ fn weak_host_fails_every_check() {
         "host-security-updates",
         "openssl 3.0.11-1~deb12u1 -> 3.0.15-1~deb12u1",
     );
-    has(
-        &r,
-        "host-security-updates",
-        "unattended-upgrades is not installed",
-    );
+    has(&r, "host-security-updates", "unattended-upgrades is not installed");
     has(
         &r,
         "host-unnecessary-services",
         "tcp/0.0.0.0:2375 pid 600 dockerd as root (uid 0)",
     );
-    has(
-        &r,
-        "host-unnecessary-services",
-        "tcp/[::]:80 pid 440 apache2",
-    );
+    has(&r, "host-unnecessary-services", "tcp/[::]:80 pid 440 apache2");
     has(
         &r,
         "host-disk-encryption",
@@ -322,16 +295,8 @@ fn weak_host_fails_every_check() {
         "runner-no-passwordless-sudo",
         "/etc/sudoers.d/ci:2: runner ALL=(ALL) NOPASSWD: ALL",
     );
-    has(
-        &r,
-        "runner-no-passwordless-sudo",
-        "/etc/sudoers.d/ci:4: BUILDERS",
-    );
-    has(
-        &r,
-        "runner-capabilities",
-        "CapPrm cap_net_admin,cap_net_raw",
-    );
+    has(&r, "runner-no-passwordless-sudo", "/etc/sudoers.d/ci:4: BUILDERS");
+    has(&r, "runner-capabilities", "CapPrm cap_net_admin,cap_net_raw");
     has(
         &r,
         "runner-fs-access",
@@ -342,44 +307,24 @@ fn weak_host_fails_every_check() {
         "runner-fs-access",
         "/home/runner/actions-runner/bin/Runner.Listener owned by runner",
     );
-    has(
-        &r,
-        "runner-fs-access",
-        "/home/jenkins/agent.jar owned by jenkins",
-    );
+    has(&r, "runner-fs-access", "/home/jenkins/agent.jar owned by jenkins");
     has(&r, "runner-ephemeral", "has no \"ephemeral\": true");
-    has(
-        &r,
-        "runner-ephemeral",
-        "shell executor runs jobs directly on the host",
-    );
+    has(&r, "runner-ephemeral", "shell executor runs jobs directly on the host");
     has(
         &r,
         "runner-no-persistence",
         "/home/runner/actions-runner/_work: _tool, app",
     );
-    has(
-        &r,
-        "runner-no-persistence",
-        "/tmp: runner-job-42.log owned by runner",
-    );
+    has(&r, "runner-no-persistence", "/tmp: runner-job-42.log owned by runner");
     has(
         &r,
         "runner-no-persistence",
         "/home/runner: .docker/config.json, .git-credentials",
     );
     has(&r, "runner-no-persistence", "/home/jenkins/work: workspace");
-    has(
-        &r,
-        "runner-egress-restricted",
-        "no default-drop egress rule for runner",
-    );
+    has(&r, "runner-egress-restricted", "no default-drop egress rule for runner");
     has(&r, "runner-uses-stockade", "no job hooks in its .env");
-    has(
-        &r,
-        "docker-daemon-config",
-        "tcp://0.0.0.0:2375 without tlsverify",
-    );
+    has(&r, "docker-daemon-config", "tcp://0.0.0.0:2375 without tlsverify");
     has(&r, "docker-daemon-config", "seccomp-profile = unconfined");
     has(
         &r,
@@ -391,27 +336,15 @@ fn weak_host_fails_every_check() {
         "docker-privileged-containers",
         "container dind-build (9b1dbbbbbbbb): Privileged, mounts the Docker socket",
     );
-    has(
-        &r,
-        "docker-privileged-containers",
-        "CapAdd SYS_PTRACE,SYS_ADMIN",
-    );
+    has(&r, "docker-privileged-containers", "CapAdd SYS_PTRACE,SYS_ADMIN");
     has(
         &r,
         "docker-privileged-containers",
         "gitlab runner dind starts job containers with privileged = true",
     );
-    has(
-        &r,
-        "docker-rootless",
-        "dockerd runs as root without userns-remap",
-    );
+    has(&r, "docker-rootless", "dockerd runs as root without userns-remap");
     // The stopped privileged container is not counted.
-    assert!(
-        !r["docker-privileged-containers"]
-            .evidence
-            .contains("old-privileged")
-    );
+    assert!(!r["docker-privileged-containers"].evidence.contains("old-privileged"));
 }
 
 #[test]
@@ -421,20 +354,10 @@ fn plain_table_sarif_and_fail_on() {
     let plain = run(&["host-check", "--root", root]);
     assert_eq!(plain.code, 1);
     let host = plain.stdout.find("\nRunner host\n").expect("group heading");
-    let process = plain
-        .stdout
-        .find("\nRunner process\n")
-        .expect("group heading");
-    let builds = plain
-        .stdout
-        .find("\nContainer builds\n")
-        .expect("group heading");
+    let process = plain.stdout.find("\nRunner process\n").expect("group heading");
+    let builds = plain.stdout.find("\nContainer builds\n").expect("group heading");
     assert!(host < process && process < builds);
-    assert!(
-        plain
-            .stdout
-            .contains("  FAIL     critical  docker-socket-exposure")
-    );
+    assert!(plain.stdout.contains("  FAIL     critical  docker-socket-exposure"));
     assert!(
         plain
             .stdout
@@ -467,13 +390,7 @@ fn plain_table_sarif_and_fail_on() {
     let results = v["runs"][0]["results"].as_array().unwrap();
     assert_eq!(results.len(), 20);
     assert!(results.iter().all(|r| r["kind"] == "fail"));
-    assert_eq!(
-        v["runs"][0]["tool"]["driver"]["rules"]
-            .as_array()
-            .unwrap()
-            .len(),
-        20
-    );
+    assert_eq!(v["runs"][0]["tool"]["driver"]["rules"].as_array().unwrap().len(), 20);
     // The same SARIF schema subset the audit output is held to (see tests/audit_output.rs).
     let schema: Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
@@ -555,8 +472,7 @@ fn serve(mut stream: UnixStream, inspect_body: &str, log: &Mutex<Vec<String>>) {
     log.lock().unwrap().push(request.clone());
     let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
     if request.starts_with("GET /containers/json ") {
-        let body =
-            format!("[{{\"Id\":\"{id}\",\"Names\":[\"/api-container\"],\"State\":\"running\"}}]");
+        let body = format!("[{{\"Id\":\"{id}\",\"Names\":[\"/api-container\"],\"State\":\"running\"}}]");
         let _ = write!(
             stream,
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
@@ -572,10 +488,7 @@ fn serve(mut stream: UnixStream, inspect_body: &str, log: &Mutex<Vec<String>>) {
             b.len()
         );
     } else {
-        let _ = write!(
-            stream,
-            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
-        );
+        let _ = write!(stream, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
     }
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }
@@ -600,11 +513,7 @@ fn docker_api_is_read_with_gets_only() {
         "container api-privileged (0123456789ab): Privileged",
     );
     // The API answered, so the on-disk state was not needed.
-    assert!(
-        !r["docker-privileged-containers"]
-            .evidence
-            .contains("dind-build")
-    );
+    assert!(!r["docker-privileged-containers"].evidence.contains("dind-build"));
     assert_eq!(r["docker-socket-exposure"].result, "fail");
     has(&r, "docker-socket-exposure", "world-accessible (mode 0666)");
     let requests = seen.lock().unwrap().clone();
@@ -621,11 +530,7 @@ fn docker_api_is_read_with_gets_only() {
         &h.root.join("run/docker.sock"),
         r#"{"Name":"/api-plain","HostConfig":{"Privileged":false,"CapAdd":["CHOWN"]}}"#,
     );
-    std::fs::set_permissions(
-        h.root.join("run/docker.sock"),
-        std::fs::Permissions::from_mode(0o660),
-    )
-    .unwrap();
+    std::fs::set_permissions(h.root.join("run/docker.sock"), std::fs::Permissions::from_mode(0o660)).unwrap();
     chown(&h.root.join("run/docker.sock"), 0, 998);
     let (_, r) = json_of(&h.root, &[]);
     assert_eq!(r["docker-privileged-containers"].result, "pass");
@@ -668,20 +573,10 @@ fn unprivileged_user_gets_unknown_with_the_reason() {
         )
         .unwrap();
     }
-    std::fs::set_permissions(
-        t.root.join("var/lib/docker"),
-        std::fs::Permissions::from_mode(0o710),
-    )
-    .unwrap();
+    std::fs::set_permissions(t.root.join("var/lib/docker"), std::fs::Permissions::from_mode(0o710)).unwrap();
     let r = as_nobody(
         &t.dir,
-        &[
-            "host-check",
-            "--root",
-            t.root.to_str().unwrap(),
-            "--format",
-            "json",
-        ],
+        &["host-check", "--root", t.root.to_str().unwrap(), "--format", "json"],
     );
     assert_eq!(r.code, 1, "{}", r.stderr);
     let res = parse(&r.stdout);
@@ -719,11 +614,7 @@ fn live_run_finishes_and_prints_the_table() {
         "\nRunner process\n",
         "\nContainer builds\n",
     ] {
-        assert!(
-            r.stdout.contains(heading),
-            "{heading:?} missing:\n{}",
-            r.stdout
-        );
+        assert!(r.stdout.contains(heading), "{heading:?} missing:\n{}", r.stdout);
     }
     assert!(
         r.stdout.lines().last().unwrap().starts_with("summary: "),

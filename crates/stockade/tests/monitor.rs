@@ -24,8 +24,7 @@ struct Dir(PathBuf);
 
 impl Dir {
     fn new(name: &str) -> Dir {
-        let d =
-            std::env::temp_dir().join(format!("stockade-monitor-{name}-{}", std::process::id()));
+        let d = std::env::temp_dir().join(format!("stockade-monitor-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         Dir(d)
@@ -52,11 +51,7 @@ impl Run {
     fn ids(&self) -> Vec<String> {
         self.report["detections"]
             .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|d| d["id"].as_str().unwrap_or("").to_string())
-                    .collect()
-            })
+            .map(|a| a.iter().map(|d| d["id"].as_str().unwrap_or("").to_string()).collect())
             .unwrap_or_default()
     }
     fn has(&self, id: &str) -> bool {
@@ -71,10 +66,7 @@ impl Run {
 }
 
 fn stockade(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("stockade runs")
+    Command::new(BIN).args(args).output().expect("stockade runs")
 }
 
 /// `stockade run --report R <flags> -- <cmd>`.
@@ -130,15 +122,8 @@ fn attack(name: &str, flags: &[&str], script: &str, id: &str) {
         &bflags,
         &sh(&format!("{script}; sleep 5; echo survived")),
     );
-    assert_eq!(
-        block.code, BLOCKED,
-        "{name}: block mode exits 120\n{}",
-        block.stderr
-    );
-    assert!(
-        !block.stdout.contains("survived"),
-        "{name}: the job must be stopped"
-    );
+    assert_eq!(block.code, BLOCKED, "{name}: block mode exits 120\n{}", block.stderr);
+    assert!(!block.stdout.contains("survived"), "{name}: the job must be stopped");
     assert_eq!(
         block.blocked(),
         Some((id.to_string(), true)),
@@ -251,10 +236,7 @@ fn a_modified_tracked_source_file_is_source_tampering() {
         &sh("rm src/main.c"),
     );
     assert!(del.has("source-tampered"), "{:?}", del.ids());
-    assert_eq!(
-        del.report["files"]["protected_changed"][0]["change"],
-        "deleted"
-    );
+    assert_eq!(del.report["files"]["protected_changed"][0]["change"], "deleted");
 }
 
 #[test]
@@ -287,11 +269,7 @@ fn a_miner_like_cpu_burn_against_a_baseline_is_a_cpu_anomaly() {
         "-o",
         dir.path("baseline.json").to_str().unwrap(),
     ]);
-    assert!(
-        learn.status.success(),
-        "{}",
-        String::from_utf8_lossy(&learn.stderr)
-    );
+    assert!(learn.status.success(), "{}", String::from_utf8_lossy(&learn.stderr));
     let b = dir.path("baseline.json");
     let burn = "while :; do :; done & while :; do :; done";
     let r = run(
@@ -323,11 +301,7 @@ fn egress_and_dns_detections_from_a_report() {
     let fixture = format!("{FIXTURES}/egress-attacks.json");
     let baseline = format!("{FIXTURES}/egress-baseline.json");
     let out = stockade(&["report", &fixture, "--json", "--baseline", &baseline]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let d: Value = serde_json::from_slice(&out.stdout).unwrap();
     let found: Vec<(String, String, String)> = d
         .as_array()
@@ -350,9 +324,7 @@ fn egress_and_dns_detections_from_a_report() {
     ];
     for w in want {
         assert!(
-            found
-                .iter()
-                .any(|f| (f.0.as_str(), f.1.as_str(), f.2.as_str()) == w),
+            found.iter().any(|f| (f.0.as_str(), f.1.as_str(), f.2.as_str()) == w),
             "missing {w:?} in {found:?}"
         );
     }
@@ -385,11 +357,7 @@ fn every_exec_is_recorded_with_argv_masked_cwd_uid_times_and_status() {
     let procs = r.report["processes"].as_array().unwrap();
     let execs: Vec<&Value> = procs
         .iter()
-        .filter(|p| {
-            p["flags"]
-                .as_array()
-                .is_some_and(|f| f.contains(&"exec".into()))
-        })
+        .filter(|p| p["flags"].as_array().is_some_and(|f| f.contains(&"exec".into())))
         .collect();
     let trues = execs
         .iter()
@@ -460,14 +428,7 @@ fn benign_builds_are_clean_once_a_baseline_is_learned() {
     let projects: Vec<(&str, Vec<&str>, Vec<&str>)> = vec![
         (
             "cargo",
-            vec![
-                "--bind",
-                &bind,
-                "--env",
-                &path,
-                "--env",
-                "CARGO_HOME=/tmp/cargo-home",
-            ],
+            vec!["--bind", &bind, "--env", &path, "--env", "CARGO_HOME=/tmp/cargo-home"],
             vec!["cargo", "build", "--offline", "--quiet"],
         ),
         ("make", vec![], vec!["make", "-s"]),
@@ -484,14 +445,7 @@ fn benign_builds_are_clean_once_a_baseline_is_learned() {
             let base = dir.path(&format!("{name}-baseline.json"));
             let bs = base.to_str().unwrap().to_string();
             if i == 2 {
-                f.extend_from_slice(&[
-                    "--baseline",
-                    &bs,
-                    "--mode",
-                    "block",
-                    "--block-at",
-                    "medium",
-                ]);
+                f.extend_from_slice(&["--baseline", &bs, "--mode", "block", "--block-at", "medium"]);
             }
             let r = run(&dir, &format!("{name}{i}"), &f, &cmd);
             assert_eq!(r.code, 0, "{name} run {i}: {}\n{}", r.stdout, r.stderr);
@@ -505,20 +459,14 @@ fn benign_builds_are_clean_once_a_baseline_is_learned() {
                     "-o",
                     &bs,
                 ]);
-                assert!(
-                    learn.status.success(),
-                    "{}",
-                    String::from_utf8_lossy(&learn.stderr)
-                );
+                assert!(learn.status.success(), "{}", String::from_utf8_lossy(&learn.stderr));
             }
             if i == 2 {
                 let serious: Vec<&Value> = r.report["detections"]
                     .as_array()
                     .unwrap()
                     .iter()
-                    .filter(|d| {
-                        matches!(d["severity"].as_str(), Some("medium" | "high" | "critical"))
-                    })
+                    .filter(|d| matches!(d["severity"].as_str(), Some("medium" | "high" | "critical")))
                     .collect();
                 assert!(serious.is_empty(), "{name}: {serious:?}");
                 assert!(r.report["monitor"]["blocked"].is_null());
@@ -587,11 +535,7 @@ fn the_html_report_loads_in_chromium_without_errors_and_shows_the_detections() {
     let fixture = format!("{FIXTURES}/egress-attacks.json");
     let html = dir.path("report.html");
     let out = stockade(&["report", &fixture, "--html", html.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let url = format!("file://{}", html.display());
     let profile = dir.path("profile");
     let chromium = |extra: &[&str]| {
@@ -617,10 +561,7 @@ fn the_html_report_loads_in_chromium_without_errors_and_shows_the_detections() {
     let page = String::from_utf8_lossy(&dom.stdout);
     let log = String::from_utf8_lossy(&dom.stderr);
     for id in ["dns-denied", "egress-denied", "failed-auth"] {
-        assert!(
-            page.contains(&format!("data-id=\"{id}\"")),
-            "{id} not in the DOM"
-        );
+        assert!(page.contains(&format!("data-id=\"{id}\"")), "{id} not in the DOM");
     }
     // The page's own script ran to its end: it counted the detections into the body.
     assert!(
@@ -630,15 +571,9 @@ fn the_html_report_loads_in_chromium_without_errors_and_shows_the_detections() {
     );
     let console_errors: Vec<&str> = log
         .lines()
-        .filter(|l| {
-            l.contains("CONSOLE")
-                && (l.contains("Uncaught") || l.contains("Error") || l.contains("Refused"))
-        })
+        .filter(|l| l.contains("CONSOLE") && (l.contains("Uncaught") || l.contains("Error") || l.contains("Refused")))
         .collect();
-    assert!(
-        console_errors.is_empty(),
-        "console errors: {console_errors:?}"
-    );
+    assert!(console_errors.is_empty(), "console errors: {console_errors:?}");
     // Keep a screenshot for people: target/tmp/monitor-report.png.
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("monitor-report.png");
     let _ = std::fs::remove_file(&shot);
@@ -674,10 +609,8 @@ fn bad_reports_and_baselines_are_one_line_errors() {
         );
     }
     // A report of an unmonitored job teaches no baseline.
-    let fixture: Value = serde_json::from_str(
-        &std::fs::read_to_string(format!("{FIXTURES}/egress-attacks.json")).unwrap(),
-    )
-    .unwrap();
+    let fixture: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/egress-attacks.json")).unwrap()).unwrap();
     let mut unmonitored = fixture.clone();
     unmonitored.as_object_mut().unwrap().remove("monitor");
     let p = dir.path("unmonitored.json");
@@ -702,15 +635,7 @@ fn run_rejects_monitor_flags_that_cannot_work() {
     need_root!();
     for args in [
         vec!["run", "--protect-source", "--", "true"],
-        vec![
-            "run",
-            "--mode",
-            "off",
-            "--baseline",
-            "/nonexistent",
-            "--",
-            "true",
-        ],
+        vec!["run", "--mode", "off", "--baseline", "/nonexistent", "--", "true"],
         vec!["run", "--mode", "sometimes", "--", "true"],
         vec!["run", "--block-at", "urgent", "--", "true"],
     ] {

@@ -64,7 +64,10 @@ fn report(path: &Path) -> serde_json::Value {
 fn identity_capabilities_nnp_and_seccomp() {
     need_root!();
     let st = state_dir("ident");
-    let o = sh(&st, "id -u; id -g; grep -E '^(Cap|NoNewPrivs|Seccomp):' /proc/self/status");
+    let o = sh(
+        &st,
+        "id -u; id -g; grep -E '^(Cap|NoNewPrivs|Seccomp):' /proc/self/status",
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
     let mut lines = out.lines();
@@ -113,7 +116,11 @@ fn writes_only_to_workspace_and_tmpfs() {
     let out = stdout(&o);
     assert!(!out.contains("WROTE"), "{out}");
     for d in ["/tmp", "/var/tmp", "/run", "/dev/shm", "."] {
-        assert!(out.contains(&format!("ok {d}\n")), "cannot write {d}: {out} {}", stderr(&o));
+        assert!(
+            out.contains(&format!("ok {d}\n")),
+            "cannot write {d}: {out} {}",
+            stderr(&o)
+        );
     }
 }
 
@@ -140,7 +147,11 @@ fn hidden_paths_are_unreadable() {
     std::fs::remove_dir_all(&opt).unwrap();
     std::fs::remove_file(&extra).unwrap();
     assert!(!out.contains("READ") && !out.contains("LISTED"), "{out}");
-    assert!(out.ends_with("fine"), "a path beside a hidden one stays readable: {out} {}", stderr(&o));
+    assert!(
+        out.ends_with("fine"),
+        "a path beside a hidden one stays readable: {out} {}",
+        stderr(&o)
+    );
 }
 
 const SYSCALL_PROBE: &str = r#"
@@ -166,16 +177,44 @@ fn dangerous_syscalls_fail_with_eperm_and_are_counted() {
     need_root!();
     let st = state_dir("seccomp");
     let rep = st.join("report.json");
-    let o = run_in(&st, &["--report", rep.to_str().unwrap(), "--", "python3", "-c", SYSCALL_PROBE]);
+    let o = run_in(
+        &st,
+        &["--report", rep.to_str().unwrap(), "--", "python3", "-c", SYSCALL_PROBE],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
-    for name in ["mount", "unshare_user", "bpf", "keyctl", "perf_event_open", "userfaultfd", "tiocsti", "fsopen"] {
+    for name in [
+        "mount",
+        "unshare_user",
+        "bpf",
+        "keyctl",
+        "perf_event_open",
+        "userfaultfd",
+        "tiocsti",
+        "fsopen",
+    ] {
         assert!(out.contains(&format!("{name} -1 EPERM")), "{name}: {out}");
     }
-    assert!(out.contains("getpid 2 0") || out.lines().any(|l| l.starts_with("getpid ") && !l.contains("-1")), "{out}");
+    assert!(
+        out.contains("getpid 2 0") || out.lines().any(|l| l.starts_with("getpid ") && !l.contains("-1")),
+        "{out}"
+    );
     let r = report(&rep);
-    for name in ["mount", "unshare", "bpf", "keyctl", "perf_event_open", "userfaultfd", "ioctl", "fsopen"] {
-        assert_eq!(r["denied_syscalls"][name]["count"], 1, "{name}: {}", r["denied_syscalls"]);
+    for name in [
+        "mount",
+        "unshare",
+        "bpf",
+        "keyctl",
+        "perf_event_open",
+        "userfaultfd",
+        "ioctl",
+        "fsopen",
+    ] {
+        assert_eq!(
+            r["denied_syscalls"][name]["count"], 1,
+            "{name}: {}",
+            r["denied_syscalls"]
+        );
     }
 }
 
@@ -183,7 +222,10 @@ fn dangerous_syscalls_fail_with_eperm_and_are_counted() {
 fn only_loopback_network() {
     need_root!();
     let st = state_dir("net");
-    let o = sh(&st, "ls /sys/class/net; cat /sys/class/net/lo/operstate; awk 'NR>2{print $1}' /proc/net/dev");
+    let o = sh(
+        &st,
+        "ls /sys/class/net; cat /sys/class/net/lo/operstate; awk 'NR>2{print $1}' /proc/net/dev",
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
     let lines: Vec<&str> = out.lines().collect();
@@ -199,7 +241,16 @@ fn memory_limit_stops_a_hog() {
     let rep = st.join("r.json");
     let o = run_in(
         &st,
-        &["--memory", "64M", "--report", rep.to_str().unwrap(), "--", "python3", "-c", "b=bytearray(512<<20); print('survived')"],
+        &[
+            "--memory",
+            "64M",
+            "--report",
+            rep.to_str().unwrap(),
+            "--",
+            "python3",
+            "-c",
+            "b=bytearray(512<<20); print('survived')",
+        ],
     );
     assert_eq!(o.status.code(), Some(137), "{}", stderr(&o));
     assert!(!stdout(&o).contains("survived"));
@@ -217,7 +268,18 @@ fn fork_bomb_is_held_by_the_pids_limit() {
     let start = Instant::now();
     let o = run_in(
         &st,
-        &["--pids", "64", "--timeout", "5s", "--report", rep.to_str().unwrap(), "--", "sh", "-c", "f(){ f | f & }; f; sleep 3; echo done"],
+        &[
+            "--pids",
+            "64",
+            "--timeout",
+            "5s",
+            "--report",
+            rep.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            "f(){ f | f & }; f; sleep 3; echo done",
+        ],
     );
     // The host stays responsive: we got here, and a host process still forks fine.
     assert!(Command::new("true").status().unwrap().success());
@@ -251,13 +313,21 @@ fn daemonized_processes_die_with_the_job() {
     let st = state_dir("daemon");
     let rep = st.join("r.json");
     let marker = format!("{}", 900000 + std::process::id() % 99999);
-    let script = format!("setsid sh -c 'sleep {marker} & sleep {marker} &' </dev/null >/dev/null 2>&1 & sleep 0.3; echo started");
+    let script = format!(
+        "setsid sh -c 'sleep {marker} & sleep {marker} &' </dev/null >/dev/null 2>&1 & sleep 0.3; echo started"
+    );
     let o = run_in(&st, &["--report", rep.to_str().unwrap(), "--", "sh", "-c", &script]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(!host_has_process_with(&format!("sleep\0{marker}")), "daemon survived the job");
+    assert!(
+        !host_has_process_with(&format!("sleep\0{marker}")),
+        "daemon survived the job"
+    );
     let r = report(&rep);
     let left = r["left_running"].as_array().unwrap();
-    assert!(left.iter().any(|p| p["cmdline"].as_str().unwrap().contains(&marker)), "{left:?}");
+    assert!(
+        left.iter().any(|p| p["cmdline"].as_str().unwrap().contains(&marker)),
+        "{left:?}"
+    );
 }
 
 #[test]
@@ -265,7 +335,10 @@ fn fresh_workspace_is_reachable_by_its_absolute_path() {
     need_root!();
     // The default workspace lives under the hidden state root; its path must still resolve.
     let st = PathBuf::from("/var/lib/stockade");
-    let o = sh(&st, "touch \"$PWD/made\" && ls \"$PWD\" && ls /var/lib/stockade 2>/dev/null || echo unlisted");
+    let o = sh(
+        &st,
+        "touch \"$PWD/made\" && ls \"$PWD\" && ls /var/lib/stockade 2>/dev/null || echo unlisted",
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stdout(&o), "made\nunlisted\n");
 }
@@ -282,9 +355,19 @@ fn tmp_does_not_persist_between_jobs() {
 
 fn stockade_cgroups() -> Vec<String> {
     let mut out = Vec::new();
-    for base in ["/sys/fs/cgroup/unified/stockade", "/sys/fs/cgroup/stockade", "/sys/fs/cgroup/memory/stockade", "/sys/fs/cgroup/pids/stockade", "/sys/fs/cgroup/cpuacct/stockade"] {
+    for base in [
+        "/sys/fs/cgroup/unified/stockade",
+        "/sys/fs/cgroup/stockade",
+        "/sys/fs/cgroup/memory/stockade",
+        "/sys/fs/cgroup/pids/stockade",
+        "/sys/fs/cgroup/cpuacct/stockade",
+    ] {
         if let Ok(rd) = std::fs::read_dir(base) {
-            out.extend(rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.path().display().to_string()));
+            out.extend(
+                rd.flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.path().display().to_string()),
+            );
         }
     }
     out
@@ -315,7 +398,10 @@ fn sigkill_of_stockade_leaves_nothing_after_gc() {
     while host_has_process_with(&format!("sleep\0{marker}")) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(!host_has_process_with(&format!("sleep\0{marker}")), "job outlived its supervisor");
+    assert!(
+        !host_has_process_with(&format!("sleep\0{marker}")),
+        "job outlived its supervisor"
+    );
     let o = Command::new(BIN).args(["gc", "--state-dir"]).arg(&st).output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let jobs: Vec<_> = std::fs::read_dir(st.join("jobs")).unwrap().flatten().collect();
@@ -360,7 +446,11 @@ fn bad_policy_is_one_clear_line_and_125() {
     std::fs::write(&p2, "[job]\nuid = 0\n").unwrap();
     let o = run_in(&st, &["--policy", p2.to_str().unwrap(), "--", "true"]);
     assert_eq!(o.status.code(), Some(125));
-    assert!(stderr(&o).contains("unknown.toml:2: job.uid: must not be 0"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown.toml:2: job.uid: must not be 0"),
+        "{}",
+        stderr(&o)
+    );
     // Nothing left behind by a refused job.
     assert_eq!(std::fs::read_dir(st.join("jobs")).map(|d| d.count()).unwrap_or(0), 0);
 }
@@ -372,11 +462,19 @@ fn every_documented_exit_code() {
     assert_eq!(sh(&st, "exit 0").status.code(), Some(0));
     assert_eq!(sh(&st, "exit 42").status.code(), Some(42));
     assert_eq!(sh(&st, "kill -TERM $$").status.code(), Some(128 + 15));
-    assert_eq!(run_in(&st, &["--timeout", "1s", "--", "sleep", "9"]).status.code(), Some(124));
+    assert_eq!(
+        run_in(&st, &["--timeout", "1s", "--", "sleep", "9"]).status.code(),
+        Some(124)
+    );
     let bad = run_in(&st, &["--memory", "nope", "--", "true"]);
     assert_eq!(bad.status.code(), Some(125));
     assert_eq!(stderr(&bad).lines().count(), 1, "{}", stderr(&bad));
-    assert_eq!(run_in(&st, &["--workspace", "/nonexistent-dir", "--", "true"]).status.code(), Some(125));
+    assert_eq!(
+        run_in(&st, &["--workspace", "/nonexistent-dir", "--", "true"])
+            .status
+            .code(),
+        Some(125)
+    );
     assert_eq!(run_in(&st, &["--", "/etc/hostname"]).status.code(), Some(126));
     assert_eq!(run_in(&st, &["--", "no-such-command-xyz"]).status.code(), Some(127));
 }
@@ -389,7 +487,14 @@ fn secrets_are_given_and_masked() {
     std::fs::write(&f, "s3cr3t-value\n").unwrap();
     let o = run_in(
         &st,
-        &["--secret", &format!("TOKEN=@{}", f.display()), "--", "sh", "-c", "echo token=$TOKEN; echo err=$TOKEN >&2; [ \"$TOKEN\" = s3cr3t-value ] && echo match"],
+        &[
+            "--secret",
+            &format!("TOKEN=@{}", f.display()),
+            "--",
+            "sh",
+            "-c",
+            "echo token=$TOKEN; echo err=$TOKEN >&2; [ \"$TOKEN\" = s3cr3t-value ] && echo match",
+        ],
     );
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(stdout(&o), "token=***\nmatch\n");
@@ -403,12 +508,26 @@ fn workspace_is_shared_and_owned_files_stay_with_owner() {
     let ws = st.join("workspace");
     std::fs::create_dir_all(&ws).unwrap();
     std::fs::write(ws.join("in"), "input").unwrap();
-    let o = run_in(&st, &["--workspace", ws.to_str().unwrap(), "--", "sh", "-c", "pwd; cat in; echo out > out"]);
+    let o = run_in(
+        &st,
+        &[
+            "--workspace",
+            ws.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            "pwd; cat in; echo out > out",
+        ],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stdout(&o), format!("{}\ninput", ws.display()));
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(ws.join("out")).unwrap();
-    assert_eq!(m.uid(), 0, "written through the id-mapped mount as the workspace's owner");
+    assert_eq!(
+        m.uid(),
+        0,
+        "written through the id-mapped mount as the workspace's owner"
+    );
 }
 
 #[test]
@@ -418,7 +537,12 @@ fn sigterm_is_forwarded_to_the_job() {
     let mut child = Command::new(BIN)
         .args(["run", "--state-dir"])
         .arg(&st)
-        .args(["--", "sh", "-c", "trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.05; done"])
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.05; done",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -426,7 +550,10 @@ fn sigterm_is_forwarded_to_the_job() {
     let mut buf = [0u8; 6];
     std::io::Read::read_exact(&mut out, &mut buf).unwrap();
     assert_eq!(&buf, b"ready\n");
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     let status = child.wait().unwrap();
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
@@ -440,7 +567,16 @@ fn writable_root_is_thrown_away() {
     let st = state_dir("wroot");
     // The root is an overlay over the host's; the job (never root) writes where its uid may,
     // and nothing reaches the host.
-    let o = run_in(&st, &["--writable-root", "--", "sh", "-c", "awk '$2==\"/\"{print $3}' /proc/self/mounts; touch /etc/stockade-probe 2>/dev/null; echo done"]);
+    let o = run_in(
+        &st,
+        &[
+            "--writable-root",
+            "--",
+            "sh",
+            "-c",
+            "awk '$2==\"/\"{print $3}' /proc/self/mounts; touch /etc/stockade-probe 2>/dev/null; echo done",
+        ],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stdout(&o), "overlay\ndone\n");
     assert!(!Path::new("/etc/stockade-probe").exists());
@@ -451,14 +587,30 @@ fn unprivileged_mode_isolates_and_reports_what_it_cannot_enforce() {
     need_root!();
     // setpriv drops to nobody: the kernel allows unprivileged user namespaces here.
     let o = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "env", "HOME=/tmp", "XDG_RUNTIME_DIR="])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "env",
+            "HOME=/tmp",
+            "XDG_RUNTIME_DIR=",
+        ])
         .arg(BIN)
-        .args(["run", "--", "sh", "-c", "grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; ls /home 2>/dev/null || echo hidden"])
+        .args([
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; ls /home 2>/dev/null || echo hidden",
+        ])
         .current_dir("/tmp")
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(stdout(&o), "CapEff:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\nhidden\n");
+    assert_eq!(
+        stdout(&o),
+        "CapEff:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\nhidden\n"
+    );
     let err = stderr(&o);
     assert!(err.contains("running unprivileged"), "{err}");
     assert!(err.contains("memory limit") && err.contains("RLIMIT_AS"), "{err}");

@@ -23,7 +23,9 @@ fn check(pod: &PodSpec<'_>, sink: &mut Sink<'_>) {
     for c in pod.containers() {
         let drop = c.security().and_then(|s| s.path(&["capabilities", "drop"]));
         let all = drop.is_some_and(|d| d.strings().iter().any(|(s, _)| normalize_cap(s) == "ALL"));
-        if !all && !(pod.partial && drop.is_none()) {
+        // A kustomize patch that says nothing about capabilities leaves them to its base.
+        let unknown = pod.partial && drop.is_none();
+        if !all && !unknown {
             let at = drop.map(|d| d.start).unwrap_or(c.anchor().start);
             sink.report(
                 at,

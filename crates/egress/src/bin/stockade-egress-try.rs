@@ -125,8 +125,10 @@ fn outside(args: &[String]) -> R<u8> {
     }
     (&conn).write_all(b"g").map_err(|e| e.to_string())?;
     let status = child.wait().map_err(|e| e.to_string())?;
+    let t = Instant::now();
     let log_data = egress.finish();
     if timing {
+        eprintln!("timing: Egress::finish {} us", t.elapsed().as_micros());
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
         for l in status
             .lines()

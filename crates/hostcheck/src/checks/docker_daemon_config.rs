@@ -52,8 +52,7 @@ fn apply_flags(s: &mut Settings, argv: &[String]) {
             if a == name {
                 Some(true)
             } else {
-                a.strip_prefix(&format!("{name}="))
-                    .map(|v| v == "true" || v == "1")
+                a.strip_prefix(&format!("{name}=")).map(|v| v == "true" || v == "1")
             }
         })
     };
@@ -129,10 +128,7 @@ fn run(ctx: &Ctx) -> Outcome {
     );
     show(
         s.icc == Some(false),
-        format!(
-            "icc = {}",
-            s.icc.map_or("(unset: true)".into(), |v| v.to_string())
-        ),
+        format!("icc = {}", s.icc.map_or("(unset: true)".into(), |v| v.to_string())),
     );
     show(
         s.live_restore == Some(true),
@@ -175,7 +171,8 @@ fn run(ctx: &Ctx) -> Outcome {
         ),
     );
     if bad.is_empty() {
-        Outcome::pass("userns-remap, no-new-privileges, icc off, live-restore; no plain TCP API; default seccomp").with(evidence)
+        Outcome::pass("userns-remap, no-new-privileges, icc off, live-restore; no plain TCP API; default seccomp")
+            .with(evidence)
     } else {
         Outcome::fail(format!("{} weak settings: {}", bad.len(), bad.join("; "))).with(evidence)
     }

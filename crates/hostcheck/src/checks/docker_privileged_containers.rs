@@ -23,9 +23,7 @@ fn run(ctx: &Ctx) -> Outcome {
     let mut containers = None;
     for s in docker::SOCKETS {
         match ctx.host.lstat(s) {
-            Ok(m)
-                if m.file_type == crate::host::Kind::Socket
-                    || m.file_type == crate::host::Kind::Symlink => {}
+            Ok(m) if m.file_type == crate::host::Kind::Socket || m.file_type == crate::host::Kind::Symlink => {}
             Ok(_) => continue,
             Err(e) if e.is_not_found() => continue,
             Err(e) => {
@@ -70,11 +68,7 @@ fn run(ctx: &Ctx) -> Outcome {
     // Containers the runner will start: gitlab-runner's docker executor settings.
     if let Ok(runners) = ctx.runners() {
         for r in runners {
-            for g in r
-                .gitlab
-                .iter()
-                .flat_map(|c| c.runners.iter().map(move |x| (c, x)))
-            {
+            for g in r.gitlab.iter().flat_map(|c| c.runners.iter().map(move |x| (c, x))) {
                 let (cfg, x) = g;
                 if !x.executor.starts_with("docker") {
                     continue;
@@ -85,11 +79,10 @@ fn run(ctx: &Ctx) -> Outcome {
                         x.name, cfg.path
                     ));
                 }
-                if x.docker_volumes.iter().any(|v| {
-                    v.split(':')
-                        .next()
-                        .is_some_and(|s| s.ends_with("docker.sock"))
-                }) {
+                if x.docker_volumes
+                    .iter()
+                    .any(|v| v.split(':').next().is_some_and(|s| s.ends_with("docker.sock")))
+                {
                     bad.push(format!(
                         "gitlab runner {} mounts the Docker socket into job containers ({})",
                         x.name, cfg.path
@@ -116,13 +109,11 @@ fn run(ctx: &Ctx) -> Outcome {
         .with(evidence);
     }
     match containers {
-        Some(c) => {
-            Outcome::pass(format!("{} running containers, none privileged", c.len())).with(evidence)
+        Some(c) => Outcome::pass(format!("{} running containers, none privileged", c.len())).with(evidence),
+        None if errors.is_empty() => {
+            Outcome::pass("no Docker socket answers and no container state on disk: no running containers")
+                .with(evidence)
         }
-        None if errors.is_empty() => Outcome::pass(
-            "no Docker socket answers and no container state on disk: no running containers",
-        )
-        .with(evidence),
         None => Outcome::unknown(errors.join("; ")).with(evidence),
     }
 }

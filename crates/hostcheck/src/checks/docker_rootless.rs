@@ -26,20 +26,10 @@ fn run(ctx: &Ctx) -> Outcome {
         evidence.push(format!("{} as {}", d.label(), users.describe_uid(d.uid)));
     }
     if let Some(d) = daemons.iter().find(|d| d.uid != 0) {
-        return Outcome::pass(format!(
-            "rootless: {} runs as {}",
-            d.label(),
-            users.describe_uid(d.uid)
-        ))
-        .with(evidence);
+        return Outcome::pass(format!("rootless: {} runs as {}", d.label(), users.describe_uid(d.uid))).with(evidence);
     }
     if let Some(k) = procs.iter().find(|p| p.name == "rootlesskit") {
-        return Outcome::pass(format!(
-            "rootless: {} runs as {}",
-            k.label(),
-            users.describe_uid(k.uid)
-        ))
-        .with(evidence);
+        return Outcome::pass(format!("rootless: {} runs as {}", k.label(), users.describe_uid(k.uid))).with(evidence);
     }
     match ctx.daemon_json() {
         Err(e) => Outcome::unknown(e.to_string()).with(evidence),
@@ -48,18 +38,14 @@ fn run(ctx: &Ctx) -> Outcome {
             .and_then(|x| x.as_str())
             .filter(|s| !s.is_empty())
         {
-            Some(r) => Outcome::pass(format!("userns-remap = {r} (/etc/docker/daemon.json)"))
-                .with(evidence),
+            Some(r) => Outcome::pass(format!("userns-remap = {r} (/etc/docker/daemon.json)")).with(evidence),
             None => {
                 let who = if daemons.is_empty() {
                     "the daemon would run as root"
                 } else {
                     "dockerd runs as root"
                 };
-                Outcome::fail(format!(
-                    "{who} without userns-remap: container root is host root"
-                ))
-                .with(evidence)
+                Outcome::fail(format!("{who} without userns-remap: container root is host root")).with(evidence)
             }
         },
     }

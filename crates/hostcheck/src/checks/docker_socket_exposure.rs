@@ -51,11 +51,8 @@ fn run(ctx: &Ctx) -> Outcome {
                     Some(n) => match users.group_by_name(n) {
                         Some(g) => g.gid,
                         None => {
-                            return Outcome::unknown(format!(
-                                "{}: SocketGroup={n} is not in /etc/group",
-                                u.path
-                            ))
-                            .with(evidence);
+                            return Outcome::unknown(format!("{}: SocketGroup={n} is not in /etc/group", u.path))
+                                .with(evidence);
                         }
                     },
                 };
@@ -69,8 +66,7 @@ fn run(ctx: &Ctx) -> Outcome {
         }
     }
     let Some((mode, uid, gid, wher)) = seen else {
-        return Outcome::unknown("no Docker socket and no docker.socket unit under the root")
-            .with(evidence);
+        return Outcome::unknown("no Docker socket and no docker.socket unit under the root").with(evidence);
     };
     evidence.push(format!(
         "{wher}: mode {mode:04o}, owner {}, group {}",

@@ -74,10 +74,7 @@ fn run(ctx: &Ctx) -> Outcome {
     // the journal on disk only if /var/log/journal exists.
     let mut storage = ("auto".to_string(), "default".to_string());
     let mut files = vec!["/etc/systemd/journald.conf".to_string()];
-    for dir in [
-        "/usr/lib/systemd/journald.conf.d",
-        "/etc/systemd/journald.conf.d",
-    ] {
+    for dir in ["/usr/lib/systemd/journald.conf.d", "/etc/systemd/journald.conf.d"] {
         for n in ctx.host.read_dir_optional(dir).unwrap_or_default() {
             if n.ends_with(".conf") {
                 files.push(format!("{dir}/{n}"));
@@ -102,12 +99,9 @@ fn run(ctx: &Ctx) -> Outcome {
     let journald = active(ctx, "systemd-journal", "systemd-journald.service").or_else(|| {
         // journald is static (never "enabled"); on an image, its binary stands for it.
         (ctx.procs_or_empty().is_empty()
-            && [
-                "/lib/systemd/systemd-journald",
-                "/usr/lib/systemd/systemd-journald",
-            ]
-            .iter()
-            .any(|b| ctx.host.exists(b).unwrap_or(false)))
+            && ["/lib/systemd/systemd-journald", "/usr/lib/systemd/systemd-journald"]
+                .iter()
+                .any(|b| ctx.host.exists(b).unwrap_or(false)))
         .then(|| "systemd-journald installed (no processes under this root)".to_string())
     });
     evidence.push(format!(

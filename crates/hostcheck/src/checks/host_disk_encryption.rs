@@ -33,10 +33,7 @@ fn run(ctx: &Ctx) -> Outcome {
     let parts = match mountinfo {
         Some(text) => {
             let table = mounts::parse_mountinfo(&text);
-            paths
-                .iter()
-                .map(|p| from_mountinfo(ctx, &table, p))
-                .collect()
+            paths.iter().map(|p| from_mountinfo(ctx, &table, p)).collect()
         }
         None => paths
             .iter()
@@ -46,14 +43,8 @@ fn run(ctx: &Ctx) -> Outcome {
                     CheckStatus::Unknown,
                     format!("{p}: no /proc/self/mountinfo and no /etc/fstab entry under the root"),
                 ),
-                Ok(Some((desc, true))) => (
-                    CheckStatus::Pass,
-                    format!("{p}: {desc}, mapped by /etc/crypttab"),
-                ),
-                Ok(Some((desc, false))) => (
-                    CheckStatus::Fail,
-                    format!("{p}: {desc}, not in /etc/crypttab"),
-                ),
+                Ok(Some((desc, true))) => (CheckStatus::Pass, format!("{p}: {desc}, mapped by /etc/crypttab")),
+                Ok(Some((desc, false))) => (CheckStatus::Fail, format!("{p}: {desc}, not in /etc/crypttab")),
             })
             .collect(),
     };

@@ -39,9 +39,7 @@ fn run(ctx: &Ctx) -> Outcome {
                 Some(has)
             }
             Ok(None) => {
-                unknown.push(
-                    "no /proc under the root to tell whether seccomp is available".to_string(),
-                );
+                unknown.push("no /proc under the root to tell whether seccomp is available".to_string());
                 None
             }
             Err(e) => {
@@ -56,38 +54,32 @@ fn run(ctx: &Ctx) -> Outcome {
     };
 
     if let Ok(Some(lsm)) = h.read_optional("/sys/kernel/security/lsm") {
-        evidence.push(format!(
-            "active LSMs: {} (/sys/kernel/security/lsm)",
-            lsm.trim()
-        ));
+        evidence.push(format!("active LSMs: {} (/sys/kernel/security/lsm)", lsm.trim()));
     }
-    let sys_present =
-        h.exists("/sys/module").unwrap_or(false) || h.exists("/sys/kernel").unwrap_or(false);
+    let sys_present = h.exists("/sys/module").unwrap_or(false) || h.exists("/sys/kernel").unwrap_or(false);
 
     // AppArmor: enabled in the kernel, and at least one profile in enforce mode.
     let mut mac = None;
     match h.read_optional("/sys/module/apparmor/parameters/enabled") {
-        Ok(Some(v)) if v.trim() == "Y" => {
-            match h.read_string("/sys/kernel/security/apparmor/profiles") {
-                Ok(p) => {
-                    let enforce = p.lines().filter(|l| l.ends_with("(enforce)")).count();
-                    let complain = p.lines().filter(|l| l.ends_with("(complain)")).count();
-                    evidence.push(format!(
-                        "AppArmor enabled: {enforce} profiles enforcing, {complain} complaining"
-                    ));
-                    if enforce > 0 {
-                        mac = Some(format!("AppArmor with {enforce} enforcing profiles"));
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::PermissionDenied => {
-                    evidence.push("AppArmor enabled".into());
-                    unknown.push(format!("AppArmor profile modes unreadable: {e}"));
-                }
-                Err(e) => {
-                    evidence.push(format!("AppArmor enabled; no profiles loaded ({e})"));
+        Ok(Some(v)) if v.trim() == "Y" => match h.read_string("/sys/kernel/security/apparmor/profiles") {
+            Ok(p) => {
+                let enforce = p.lines().filter(|l| l.ends_with("(enforce)")).count();
+                let complain = p.lines().filter(|l| l.ends_with("(complain)")).count();
+                evidence.push(format!(
+                    "AppArmor enabled: {enforce} profiles enforcing, {complain} complaining"
+                ));
+                if enforce > 0 {
+                    mac = Some(format!("AppArmor with {enforce} enforcing profiles"));
                 }
             }
-        }
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+                evidence.push("AppArmor enabled".into());
+                unknown.push(format!("AppArmor profile modes unreadable: {e}"));
+            }
+            Err(e) => {
+                evidence.push(format!("AppArmor enabled; no profiles loaded ({e})"));
+            }
+        },
         Ok(Some(v)) => evidence.push(format!("AppArmor disabled (enabled={})", v.trim())),
         Ok(None) if sys_present => evidence.push("AppArmor not in the kernel".into()),
         Ok(None) => {}
@@ -97,10 +89,7 @@ fn run(ctx: &Ctx) -> Outcome {
     match h.read_optional("/sys/fs/selinux/enforce") {
         Ok(Some(v)) => {
             let on = v.trim() == "1";
-            evidence.push(format!(
-                "SELinux {}",
-                if on { "enforcing" } else { "permissive" }
-            ));
+            evidence.push(format!("SELinux {}", if on { "enforcing" } else { "permissive" }));
             if on {
                 mac = Some("SELinux enforcing".into());
             }
@@ -116,9 +105,7 @@ fn run(ctx: &Ctx) -> Outcome {
     match (seccomp, mac) {
         (Some(true), Some(m)) => Outcome::pass(format!("seccomp available; {m}")).with(evidence),
         (Some(false), _) => Outcome::fail("seccomp is not available in this kernel").with(evidence),
-        (_, None) if unknown.is_empty() => {
-            Outcome::fail("neither AppArmor nor SELinux is enforcing").with(evidence)
-        }
+        (_, None) if unknown.is_empty() => Outcome::fail("neither AppArmor nor SELinux is enforcing").with(evidence),
         _ => Outcome::unknown(unknown.join("; ")).with(evidence),
     }
 }

@@ -36,11 +36,7 @@ const PACKAGE_LIMIT: usize = 1000;
 fn run(ctx: &Ctx) -> Outcome {
     let mut evidence = Vec::new();
     match units::enabled_services(ctx.host) {
-        Ok(s) => evidence.push(format!(
-            "{} services enabled: {}",
-            s.len(),
-            short_list(&s, 12)
-        )),
+        Ok(s) => evidence.push(format!("{} services enabled: {}", s.len(), short_list(&s, 12))),
         Err(e) => evidence.push(format!("enabled services unknown: {e}")),
     }
     let dpkg = match ctx.dpkg() {
@@ -53,10 +49,8 @@ fn run(ctx: &Ctx) -> Outcome {
                     evidence.insert(0, format!("{n} packages installed (/lib/apk/db/installed)"));
                     count_outcome(n, Vec::new(), evidence)
                 }
-                Ok(None) => Outcome::unknown(
-                    "no dpkg or apk package database under the root (/var/lib/dpkg/status)",
-                )
-                .with(evidence),
+                Ok(None) => Outcome::unknown("no dpkg or apk package database under the root (/var/lib/dpkg/status)")
+                    .with(evidence),
                 Err(e) => Outcome::unknown(e.to_string()).with(evidence),
             };
         }
@@ -81,10 +75,7 @@ fn count_outcome(n: usize, desktop: Vec<String>, mut evidence: Vec<String>) -> O
         .with(evidence);
     }
     if n > PACKAGE_LIMIT {
-        return Outcome::warn(format!(
-            "{n} packages installed (more than {PACKAGE_LIMIT})"
-        ))
-        .with(evidence);
+        return Outcome::warn(format!("{n} packages installed (more than {PACKAGE_LIMIT})")).with(evidence);
     }
     Outcome::pass(format!("{n} packages installed, no desktop stack")).with(evidence)
 }

@@ -52,10 +52,7 @@ fn run(ctx: &Ctx) -> Outcome {
         Err(e) => return Outcome::unknown(e),
     };
     if lists.is_empty() {
-        evidence.push(
-            "no security archive lists under /var/lib/apt/lists: pending updates not assessed"
-                .into(),
-        );
+        evidence.push("no security archive lists under /var/lib/apt/lists: pending updates not assessed".into());
     } else {
         let mut newest: HashMap<String, String> = HashMap::new();
         for l in &lists {
@@ -100,8 +97,7 @@ fn run(ctx: &Ctx) -> Outcome {
         }
     }
     if problems.is_empty() {
-        Outcome::pass("unattended upgrades enabled; no pending security updates seen")
-            .with(evidence)
+        Outcome::pass("unattended upgrades enabled; no pending security updates seen").with(evidence)
     } else {
         Outcome::fail(problems.join("; ")).with(evidence)
     }
@@ -124,13 +120,11 @@ fn dnf(ctx: &Ctx) -> Outcome {
         let l = l.replace(' ', "");
         l == "apply_updates=yes" || l == "apply_updates=True" || l == "apply_updates=true"
     });
-    let timer = ["dnf-automatic.timer", "dnf-automatic-install.timer"]
-        .iter()
-        .any(|t| {
-            ctx.host
-                .exists(&format!("/etc/systemd/system/timers.target.wants/{t}"))
-                .unwrap_or(false)
-        });
+    let timer = ["dnf-automatic.timer", "dnf-automatic-install.timer"].iter().any(|t| {
+        ctx.host
+            .exists(&format!("/etc/systemd/system/timers.target.wants/{t}"))
+            .unwrap_or(false)
+    });
     let ev = vec![format!(
         "/etc/dnf/automatic.conf apply_updates {}; timer {}",
         if apply { "yes" } else { "no" },

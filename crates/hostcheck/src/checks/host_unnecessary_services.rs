@@ -15,18 +15,14 @@ pub const CHECK: Check = Check {
 };
 
 fn allowed(l: &procs::Listener) -> bool {
-    l.is_loopback()
-        || (l.proto == "tcp" && l.port == 22)
-        || (l.proto == "udp" && (l.port == 68 || l.port == 546))
+    l.is_loopback() || (l.proto == "tcp" && l.port == 22) || (l.proto == "udp" && (l.port == 68 || l.port == 546))
 }
 
 fn run(ctx: &Ctx) -> Outcome {
     let listeners = match procs::listeners(ctx.host) {
         Err(e) => return Outcome::unknown(e),
         Ok(None) => {
-            return Outcome::unknown(
-                "/proc/net is not there under the root: listening sockets cannot be seen",
-            );
+            return Outcome::unknown("/proc/net is not there under the root: listening sockets cannot be seen");
         }
         Ok(Some(l)) => l,
     };

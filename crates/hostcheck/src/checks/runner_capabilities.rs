@@ -56,10 +56,7 @@ fn run(ctx: &Ctx) -> Outcome {
             (Some(0), _) if bounding.is_none_or(|b| !b.trim().is_empty()) => {
                 (CheckStatus::Fail, format!("{text}: root with capabilities"))
             }
-            (None, _) => (
-                CheckStatus::Unknown,
-                format!("{text}: user not in /etc/passwd"),
-            ),
+            (None, _) => (CheckStatus::Unknown, format!("{text}: user not in /etc/passwd")),
             _ => (CheckStatus::Pass, text),
         }
     })

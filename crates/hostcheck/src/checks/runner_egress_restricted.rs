@@ -38,10 +38,7 @@ fn live_rulesets(ctx: &Ctx) -> (Vec<Egress>, Vec<String>) {
             Err(e) => errors.push(e.to_string()),
         }
     }
-    if let Some(ipt) = IPTABLES_SAVE
-        .iter()
-        .find(|p| std::path::Path::new(p).exists())
-    {
+    if let Some(ipt) = IPTABLES_SAVE.iter().find(|p| std::path::Path::new(p).exists()) {
         match firewall::run_listing(&[ipt], timeout) {
             Ok(text) => found.push(firewall::parse_iptables(&text, "iptables-save")),
             Err(e) => errors.push(e.to_string()),
@@ -56,9 +53,7 @@ fn live_rulesets(ctx: &Ctx) -> (Vec<Egress>, Vec<String>) {
 fn probe_metadata() -> String {
     let addr = std::net::SocketAddr::from(([169, 254, 169, 254], 80));
     match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
-        Ok(_) => {
-            "169.254.169.254:80 answered a TCP connection from this tool's user (--probe)".into()
-        }
+        Ok(_) => "169.254.169.254:80 answered a TCP connection from this tool's user (--probe)".into(),
         Err(e) => format!("169.254.169.254:80 did not answer (--probe): {e}"),
     }
 }
@@ -114,10 +109,7 @@ fn run(ctx: &Ctx) -> Outcome {
             if executes_through_stockade(r) {
                 return (
                     CheckStatus::Pass,
-                    format!(
-                        "{}: jobs run inside stockade, behind its egress proxy",
-                        r.label()
-                    ),
+                    format!("{}: jobs run inside stockade, behind its egress proxy", r.label()),
                 );
             }
             let containers = match (&r.kind, &r.gitlab) {
@@ -127,15 +119,11 @@ fn run(ctx: &Ctx) -> Outcome {
                     .any(|x| x.executor.starts_with("docker") || x.executor == "kubernetes"),
                 _ => false,
             };
-            let host_drop = rulesets
-                .iter()
-                .find(|rs| rs.drops_for(&r.job.name, r.job.uid));
+            let host_drop = rulesets.iter().find(|rs| rs.drops_for(&r.job.name, r.job.uid));
             let fwd_drop = rulesets.iter().find(|rs| rs.forward_drop);
             match (host_drop, !containers || fwd_drop.is_some()) {
                 (Some(rs), true) => {
-                    let fwd = fwd_drop
-                        .map(|f| format!(", forward: {}", f.source))
-                        .unwrap_or_default();
+                    let fwd = fwd_drop.map(|f| format!(", forward: {}", f.source)).unwrap_or_default();
                     (
                         CheckStatus::Pass,
                         format!(
@@ -159,11 +147,7 @@ fn run(ctx: &Ctx) -> Outcome {
                 ),
                 (None, _) => (
                     CheckStatus::Fail,
-                    format!(
-                        "{}: no default-drop egress rule for {}",
-                        r.label(),
-                        r.job.name
-                    ),
+                    format!("{}: no default-drop egress rule for {}", r.label(), r.job.name),
                 ),
             }
         })
@@ -171,10 +155,7 @@ fn run(ctx: &Ctx) -> Outcome {
     let mut out = combine(parts, extra);
     if metadata_open {
         out.status = CheckStatus::Fail;
-        out.reason = format!(
-            "{}; the metadata address 169.254.169.254 answers",
-            out.reason
-        );
+        out.reason = format!("{}; the metadata address 169.254.169.254 answers", out.reason);
     }
     out
 }

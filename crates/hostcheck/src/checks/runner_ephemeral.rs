@@ -32,23 +32,13 @@ fn run(ctx: &Ctx) -> Outcome {
                 ),
                 Some(s) => (
                     CheckStatus::Fail,
-                    format!(
-                        "{}: persistent: {} has no \"ephemeral\": true",
-                        r.label(),
-                        s.path
-                    ),
+                    format!("{}: persistent: {} has no \"ephemeral\": true", r.label(), s.path),
                 ),
-                None => (
-                    CheckStatus::Unknown,
-                    format!("{}: {}", r.label(), r.notes.join("; ")),
-                ),
+                None => (CheckStatus::Unknown, format!("{}: {}", r.label(), r.notes.join("; "))),
             }
         }
         Kind::GitLab => match &r.gitlab {
-            None => (
-                CheckStatus::Unknown,
-                format!("{}: {}", r.label(), r.notes.join("; ")),
-            ),
+            None => (CheckStatus::Unknown, format!("{}: {}", r.label(), r.notes.join("; "))),
             Some(cfg) if cfg.runners.is_empty() => (
                 CheckStatus::Unknown,
                 format!("{}: no [[runners]] in {}", r.label(), cfg.path),

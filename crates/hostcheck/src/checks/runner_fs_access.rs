@@ -49,10 +49,7 @@ fn run(ctx: &Ctx) -> Outcome {
                 Ok(m) => {
                     checked += 1;
                     if m.mode & 0o002 != 0 {
-                        bad.push(format!(
-                            "work dir {w} is world-writable (mode {:04o})",
-                            m.perm()
-                        ));
+                        bad.push(format!("work dir {w} is world-writable (mode {:04o})", m.perm()));
                     }
                 }
                 Err(e) if e.is_not_found() => {}
@@ -64,8 +61,7 @@ fn run(ctx: &Ctx) -> Outcome {
             None => unknown.push(format!("user {} is not in /etc/passwd", r.job.name)),
             Some(uid) => {
                 let gids = r.job_gids(users);
-                let mut targets: Vec<String> =
-                    r.binaries.iter().chain(&r.configs).cloned().collect();
+                let mut targets: Vec<String> = r.binaries.iter().chain(&r.configs).cloned().collect();
                 // Whoever can write the directory holding a binary can replace the binary.
                 let dirs: Vec<String> = r.binaries.iter().map(|b| parent(b).to_string()).collect();
                 // A GitHub runner's install dir holds its binaries and config; gitlab-runner's
@@ -96,15 +92,9 @@ fn run(ctx: &Ctx) -> Outcome {
             }
         }
         if !bad.is_empty() {
-            (
-                CheckStatus::Fail,
-                format!("{}: {}", r.label(), bad.join("; ")),
-            )
+            (CheckStatus::Fail, format!("{}: {}", r.label(), bad.join("; ")))
         } else if !unknown.is_empty() {
-            (
-                CheckStatus::Unknown,
-                format!("{}: {}", r.label(), unknown.join("; ")),
-            )
+            (CheckStatus::Unknown, format!("{}: {}", r.label(), unknown.join("; ")))
         } else if checked == 0 {
             (
                 CheckStatus::Unknown,

@@ -22,10 +22,7 @@ fn run(ctx: &Ctx) -> Outcome {
     let sudo = match sudoers::load(ctx.host) {
         Err(e) => {
             return for_each_runner(ctx, |r| {
-                (
-                    CheckStatus::Unknown,
-                    format!("{}: sudoers unreadable: {e}", r.label()),
-                )
+                (CheckStatus::Unknown, format!("{}: sudoers unreadable: {e}", r.label()))
             });
         }
         Ok(s) => s,

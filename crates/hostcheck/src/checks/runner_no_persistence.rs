@@ -45,9 +45,7 @@ fn run(ctx: &Ctx) -> Outcome {
         let mut unknown = Vec::new();
         for w in &r.work_dirs {
             match h.read_dir(w) {
-                Ok(entries) if !entries.is_empty() => {
-                    left.push(format!("{w}: {}", short_list(&entries, 6)))
-                }
+                Ok(entries) if !entries.is_empty() => left.push(format!("{w}: {}", short_list(&entries, 6))),
                 Ok(_) => {}
                 Err(e) if e.is_not_found() => {}
                 Err(e) => unknown.push(e.to_string()),
@@ -64,11 +62,7 @@ fn run(ctx: &Ctx) -> Outcome {
                             .cloned()
                             .collect();
                         if !mine.is_empty() {
-                            left.push(format!(
-                                "{tmp}: {} owned by {}",
-                                short_list(&mine, 6),
-                                r.job.name
-                            ));
+                            left.push(format!("{tmp}: {} owned by {}", short_list(&mine, 6), r.job.name));
                         }
                     }
                     Err(e) if e.is_not_found() => {}
@@ -94,22 +88,13 @@ fn run(ctx: &Ctx) -> Outcome {
             }
         }
         if !left.is_empty() {
-            (
-                CheckStatus::Fail,
-                format!("{}: {}", r.label(), left.join("; ")),
-            )
+            (CheckStatus::Fail, format!("{}: {}", r.label(), left.join("; ")))
         } else if !unknown.is_empty() {
-            (
-                CheckStatus::Unknown,
-                format!("{}: {}", r.label(), unknown.join("; ")),
-            )
+            (CheckStatus::Unknown, format!("{}: {}", r.label(), unknown.join("; ")))
         } else {
             (
                 CheckStatus::Pass,
-                format!(
-                    "{}: work dirs, /tmp and home hold nothing from earlier jobs",
-                    r.label()
-                ),
+                format!("{}: work dirs, /tmp and home hold nothing from earlier jobs", r.label()),
             )
         }
     })

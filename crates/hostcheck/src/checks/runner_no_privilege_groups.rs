@@ -27,30 +27,16 @@ fn run(ctx: &Ctx) -> Outcome {
                 .first()
                 .cloned()
                 .unwrap_or_else(|| format!("user {} is not in /etc/passwd", r.job.name));
-            return (
-                CheckStatus::Unknown,
-                format!("{}: groups unknown: {why}", r.label()),
-            );
+            return (CheckStatus::Unknown, format!("{}: groups unknown: {why}", r.label()));
         }
         let names: Vec<String> = gids.iter().map(|g| users.group_name(*g)).collect();
-        let bad: Vec<&String> = names
-            .iter()
-            .filter(|n| PRIVILEGED.contains(&n.as_str()))
-            .collect();
-        let base = format!(
-            "{}: {} in groups {}",
-            r.label(),
-            r.job.name,
-            names.join(",")
-        );
+        let bad: Vec<&String> = names.iter().filter(|n| PRIVILEGED.contains(&n.as_str())).collect();
+        let base = format!("{}: {} in groups {}", r.label(), r.job.name, names.join(","));
         if bad.is_empty() {
             (CheckStatus::Pass, base)
         } else {
             let bad: Vec<&str> = bad.iter().map(|s| s.as_str()).collect();
-            (
-                CheckStatus::Fail,
-                format!("{base}: privileged: {}", bad.join(",")),
-            )
+            (CheckStatus::Fail, format!("{base}: privileged: {}", bad.join(",")))
         }
     })
 }

@@ -28,10 +28,7 @@ fn run(ctx: &Ctx) -> Outcome {
                 CheckStatus::Unknown,
                 format!("{who}: user {} is not in /etc/passwd", r.job.name),
             ),
-            (Some(0), Some(_)) => (
-                CheckStatus::Warn,
-                format!("{who}: the service itself runs as root"),
-            ),
+            (Some(0), Some(_)) => (CheckStatus::Warn, format!("{who}: the service itself runs as root")),
             (_, Some(_)) => (CheckStatus::Pass, who),
         }
     })

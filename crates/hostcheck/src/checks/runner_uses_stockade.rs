@@ -24,9 +24,7 @@ pub fn uses_stockade(r: &Runner) -> Result<String, String> {
             let hooks: Vec<String> = r
                 .github_env
                 .iter()
-                .filter(|(k, _)| {
-                    k.starts_with("ACTIONS_RUNNER_HOOK_") || k == "ACTIONS_RUNNER_CONTAINER_HOOKS"
-                })
+                .filter(|(k, _)| k.starts_with("ACTIONS_RUNNER_HOOK_") || k == "ACTIONS_RUNNER_CONTAINER_HOOKS")
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
             match hooks.iter().find(|h| mentions(h)) {
@@ -50,23 +48,12 @@ pub fn uses_stockade(r: &Runner) -> Result<String, String> {
                 .map(|x| format!("{} (executor {})", x.name, x.executor))
                 .collect();
             if !not.is_empty() || cfg.runners.is_empty() {
-                Err(format!(
-                    "{}: not through stockade: {}",
-                    r.label(),
-                    not.join(", ")
-                ))
+                Err(format!("{}: not through stockade: {}", r.label(), not.join(", ")))
             } else {
-                Ok(format!(
-                    "{}: custom executor runs stockade ({})",
-                    r.label(),
-                    cfg.path
-                ))
+                Ok(format!("{}: custom executor runs stockade ({})", r.label(), cfg.path))
             }
         }
-        Kind::Jenkins => Err(format!(
-            "{}: no stockade integration for Jenkins agents",
-            r.label()
-        )),
+        Kind::Jenkins => Err(format!("{}: no stockade integration for Jenkins agents", r.label())),
     }
 }
 

@@ -87,19 +87,14 @@ pub fn daemon_json(host: &Host) -> Result<Option<serde_json::Value>, String> {
 
 /// One GET on the Engine API over a connected unix stream; HTTP/1.1 with `Connection: close`,
 /// body by Content-Length, chunked encoding, or to the end of the stream.
-pub fn get_json(
-    stream: &mut std::os::unix::net::UnixStream,
-    path: &str,
-) -> Result<serde_json::Value, DockerError> {
+pub fn get_json(stream: &mut std::os::unix::net::UnixStream, path: &str) -> Result<serde_json::Value, DockerError> {
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: stockade-host-check\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
     );
-    stream
-        .write_all(req.as_bytes())
-        .map_err(|source| DockerError::Send {
-            path: path.into(),
-            source,
-        })?;
+    stream.write_all(req.as_bytes()).map_err(|source| DockerError::Send {
+        path: path.into(),
+        source,
+    })?;
     let mut raw = Vec::new();
     // A listing of many containers stays far below this; a peer that sends more is not Docker.
     stream
@@ -142,9 +137,7 @@ pub fn get_json(
         decoded = dechunk(body).ok_or_else(|| http("bad chunked encoding"))?;
         body = &decoded;
     } else if let Some(n) = length {
-        body = body
-            .get(..n)
-            .ok_or_else(|| http("body shorter than Content-Length"))?;
+        body = body.get(..n).ok_or_else(|| http("body shorter than Content-Length"))?;
     }
     if status != 200 {
         return Err(DockerError::Status {
@@ -254,9 +247,7 @@ pub fn containers_via_api(host: &Host, socket: &str) -> Result<Vec<Container>, S
     let timeout = Duration::from_secs(3);
     // One connection per request, each closed before the next (Connection: close).
     let list = {
-        let mut s = host
-            .connect_unix(socket, timeout)
-            .map_err(|e| e.to_string())?;
+        let mut s = host.connect_unix(socket, timeout).map_err(|e| e.to_string())?;
         get_json(&mut s, "/containers/json").map_err(|e| e.to_string())?
     };
     let mut out = Vec::new();
@@ -268,11 +259,8 @@ pub fn containers_via_api(host: &Host, socket: &str) -> Result<Vec<Container>, S
         if !id.chars().all(|ch| ch.is_ascii_hexdigit()) {
             continue;
         }
-        let mut s = host
-            .connect_unix(socket, timeout)
-            .map_err(|e| e.to_string())?;
-        let inspect =
-            get_json(&mut s, &format!("/containers/{id}/json")).map_err(|e| e.to_string())?;
+        let mut s = host.connect_unix(socket, timeout).map_err(|e| e.to_string())?;
+        let inspect = get_json(&mut s, &format!("/containers/{id}/json")).map_err(|e| e.to_string())?;
         let name = inspect.get("Name").and_then(|v| v.as_str()).unwrap_or("");
         let null = serde_json::Value::Null;
         let hc = inspect.get("HostConfig").unwrap_or(&null);
@@ -294,19 +282,15 @@ pub fn containers_on_disk(host: &Host) -> Result<Option<Vec<Container>>, String>
         let cfg = host
             .read_string(&format!("{base}/{id}/config.v2.json"))
             .map_err(|e| e.to_string())?;
-        let cfg: serde_json::Value = serde_json::from_str(&cfg)
-            .map_err(|e| format!("{base}/{id}/config.v2.json: not valid JSON: {e}"))?;
-        let running = cfg
-            .pointer("/State/Running")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false);
+        let cfg: serde_json::Value =
+            serde_json::from_str(&cfg).map_err(|e| format!("{base}/{id}/config.v2.json: not valid JSON: {e}"))?;
+        let running = cfg.pointer("/State/Running").and_then(|v| v.as_bool()).unwrap_or(false);
         if !running {
             continue;
         }
         let hc_path = format!("{base}/{id}/hostconfig.json");
         let hc = host.read_string(&hc_path).map_err(|e| e.to_string())?;
-        let hc: serde_json::Value =
-            serde_json::from_str(&hc).map_err(|e| format!("{hc_path}: not valid JSON: {e}"))?;
+        let hc: serde_json::Value = serde_json::from_str(&hc).map_err(|e| format!("{hc_path}: not valid JSON: {e}"))?;
         let name = cfg.get("Name").and_then(|v| v.as_str()).unwrap_or("");
         out.push(container_from_host_config(&id, name, &hc));
     }
@@ -332,10 +316,7 @@ mod tests {
         let c = container_from_host_config("0123456789abcdef", "/builder", &hc);
         assert_eq!(c.name, "builder");
         assert_eq!(c.id, "0123456789ab");
-        assert_eq!(
-            c.findings(),
-            vec!["CapAdd SYS_ADMIN", "mounts the Docker socket"]
-        );
+        assert_eq!(c.findings(), vec!["CapAdd SYS_ADMIN", "mounts the Docker socket"]);
         let safe = container_from_host_config("ab", "x", &serde_json::json!({"CapAdd": null}));
         assert!(safe.findings().is_empty());
     }

@@ -142,8 +142,7 @@ pub fn compare_versions(a: &str, b: &str) -> Ordering {
         let (mut i, mut j) = (0, 0);
         while i < a.len() || j < b.len() {
             // Non-digit run, character by character.
-            while (i < a.len() && !a[i].is_ascii_digit()) || (j < b.len() && !b[j].is_ascii_digit())
-            {
+            while (i < a.len() && !a[i].is_ascii_digit()) || (j < b.len() && !b[j].is_ascii_digit()) {
                 let ca = a.get(i).copied().filter(|c| !c.is_ascii_digit());
                 let cb = b.get(j).copied().filter(|c| !c.is_ascii_digit());
                 let (oa, ob) = (order(ca), order(cb));
@@ -165,12 +164,8 @@ pub fn compare_versions(a: &str, b: &str) -> Ordering {
             while j < b.len() && b[j].is_ascii_digit() {
                 j += 1;
             }
-            let na = std::str::from_utf8(&a[si..i])
-                .unwrap_or("0")
-                .trim_start_matches('0');
-            let nb = std::str::from_utf8(&b[sj..j])
-                .unwrap_or("0")
-                .trim_start_matches('0');
+            let na = std::str::from_utf8(&a[si..i]).unwrap_or("0").trim_start_matches('0');
+            let nb = std::str::from_utf8(&b[sj..j]).unwrap_or("0").trim_start_matches('0');
             let c = na.len().cmp(&nb.len()).then_with(|| na.cmp(nb));
             if c != Ordering::Equal {
                 return c;
@@ -180,9 +175,7 @@ pub fn compare_versions(a: &str, b: &str) -> Ordering {
     }
     let (ea, ua, ra) = split(a);
     let (eb, ub, rb) = split(b);
-    ea.cmp(&eb)
-        .then_with(|| part(ua, ub))
-        .then_with(|| part(ra, rb))
+    ea.cmp(&eb).then_with(|| part(ua, ub)).then_with(|| part(ra, rb))
 }
 
 /// APT::Periodic::Unattended-Upgrade as set in /etc/apt/apt.conf(.d): (value, file).

@@ -83,12 +83,9 @@ pub fn parse_nft(text: &str, source: &str) -> Egress {
                 {
                     {
                         let verdict = words.last().copied().unwrap_or("");
-                        let narrowed = words.iter().any(|w| {
-                            w.ends_with("daddr")
-                                || w.ends_with("dport")
-                                || *w == "oif"
-                                || *w == "oifname"
-                        });
+                        let narrowed = words
+                            .iter()
+                            .any(|w| w.ends_with("daddr") || w.ends_with("dport") || *w == "oif" || *w == "oifname");
                         let mut who = words.get(i + 1).copied().unwrap_or("");
                         if who == "==" {
                             who = words.get(i + 2).copied().unwrap_or("");

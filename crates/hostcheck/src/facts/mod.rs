@@ -61,9 +61,7 @@ impl<'h> Ctx<'h> {
     pub fn runners(&self) -> Result<&[runners::Runner], &str> {
         self.runners
             .get_or_init(|| {
-                let procs = self
-                    .procs()
-                    .map_err(|e| format!("cannot list processes: {e}"))?;
+                let procs = self.procs().map_err(|e| format!("cannot list processes: {e}"))?;
                 Ok(runners::discover(self.host, self.users(), procs))
             })
             .as_deref()

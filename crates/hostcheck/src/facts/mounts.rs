@@ -33,10 +33,7 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {
@@ -52,9 +49,8 @@ pub fn mount_of<'a>(mounts: &'a [Mount], path: &str) -> Option<&'a Mount> {
     let mut best: Option<&Mount> = None;
     for m in mounts {
         let mp = m.mount_point.trim_end_matches('/');
-        let inside = mp.is_empty()
-            || path == mp
-            || (path.starts_with(mp) && path.as_bytes().get(mp.len()) == Some(&b'/'));
+        let inside =
+            mp.is_empty() || path == mp || (path.starts_with(mp) && path.as_bytes().get(mp.len()) == Some(&b'/'));
         if inside && best.is_none_or(|b| mp.len() >= b.mount_point.trim_end_matches('/').len()) {
             best = Some(m);
         }
@@ -97,10 +93,7 @@ pub fn dev_is_crypt(host: &Host, majmin: &str, depth: usize) -> Result<bool, Str
 
 /// For an image: the fstab device of `path`'s mount point and whether crypttab maps it.
 pub fn crypt_from_fstab(host: &Host, path: &str) -> Result<Option<(String, bool)>, String> {
-    let Some(fstab) = host
-        .read_optional("/etc/fstab")
-        .map_err(|e| e.to_string())?
-    else {
+    let Some(fstab) = host.read_optional("/etc/fstab").map_err(|e| e.to_string())? else {
         return Ok(None);
     };
     let mounts: Vec<Mount> = fstab
@@ -150,10 +143,7 @@ mod tests {
             "27 1 254:0 / / rw - ext4 /dev/vda rw\n40 27 254:1 / /home/runner/_work rw - ext4 /dev/mapper/work rw\n41 27 0:50 / /home/run\\040x rw - tmpfs tmpfs rw\n",
         );
         assert_eq!(mount_of(&m, "/etc").unwrap().dev, "254:0");
-        assert_eq!(
-            mount_of(&m, "/home/runner/_work/repo").unwrap().dev,
-            "254:1"
-        );
+        assert_eq!(mount_of(&m, "/home/runner/_work/repo").unwrap().dev, "254:1");
         assert_eq!(mount_of(&m, "/home/runner/_workx").unwrap().dev, "254:0");
         assert_eq!(mount_of(&m, "/home/run x/a").unwrap().fstype, "tmpfs");
     }

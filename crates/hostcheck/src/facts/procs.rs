@@ -71,9 +71,7 @@ pub fn list(host: &Host) -> Result<Vec<Proc>, String> {
             continue;
         };
         // Kernel threads have an empty cmdline; they are children of kthreadd (pid 2).
-        let cmdline = host
-            .read(&format!("/proc/{pid}/cmdline"))
-            .unwrap_or_default();
+        let cmdline = host.read(&format!("/proc/{pid}/cmdline")).unwrap_or_default();
         p.cmdline = split_cmdline(&cmdline);
         if p.cmdline.is_empty() && (p.ppid == 2 || pid == 2) {
             continue;
@@ -203,9 +201,7 @@ impl Listener {
     pub fn is_loopback(&self) -> bool {
         match self.addr {
             std::net::IpAddr::V4(a) => a.is_loopback(),
-            std::net::IpAddr::V6(a) => {
-                a.is_loopback() || a.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-            }
+            std::net::IpAddr::V6(a) => a.is_loopback() || a.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
         }
     }
 
@@ -369,10 +365,7 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         assert_eq!(arg_value(&argv, &["--user", "-u"]).as_deref(), Some("gl"));
-        assert_eq!(
-            arg_value(&argv, &["--config", "-c"]).as_deref(),
-            Some("/c.toml")
-        );
+        assert_eq!(arg_value(&argv, &["--config", "-c"]).as_deref(), Some("/c.toml"));
         assert_eq!(arg_value(&argv, &["--nope"]), None);
     }
 }

@@ -154,10 +154,7 @@ impl Runner {
     }
 
     pub fn job_home(&self, users: &Users) -> Option<String> {
-        self.job
-            .uid
-            .and_then(|u| users.by_uid(u))
-            .map(|u| u.home.clone())
+        self.job.uid.and_then(|u| users.by_uid(u)).map(|u| u.home.clone())
     }
 }
 
@@ -221,17 +218,14 @@ fn classify_proc(p: &Proc) -> Option<Kind> {
         return Some(Kind::GitHub);
     }
     if (p.name == "gitlab-runner" || base == "gitlab-runner")
-        && p.cmdline
-            .iter()
-            .skip(1)
-            .any(|a| a == "run" || a == "run-single")
+        && p.cmdline.iter().skip(1).any(|a| a == "run" || a == "run-single")
     {
         return Some(Kind::GitLab);
     }
     if (p.name == "java" || base == "java")
-        && p.cmdline.iter().any(|a| {
-            is_jenkins_jar(a) || a == "hudson.remoting.jnlp.Main" || a == "hudson.remoting.Launcher"
-        })
+        && p.cmdline
+            .iter()
+            .any(|a| is_jenkins_jar(a) || a == "hudson.remoting.jnlp.Main" || a == "hudson.remoting.Launcher")
     {
         return Some(Kind::Jenkins);
     }
@@ -282,8 +276,7 @@ pub fn discover(host: &Host, users: &Users, procs: &[Proc]) -> Vec<Runner> {
                 if let Some(u) = p.arg_value(&["--user", "-u"]) {
                     r.job = identity_from_name(users, &u);
                 }
-                r.binaries
-                    .extend(p.cmdline.first().and_then(|a| proc_path(host, p, a)));
+                r.binaries.extend(p.cmdline.first().and_then(|a| proc_path(host, p, a)));
                 r.install_dir = p.arg_value(&["--working-directory", "-d"]);
             }
             Kind::Jenkins => {
@@ -312,9 +305,8 @@ pub fn discover(host: &Host, users: &Users, procs: &[Proc]) -> Vec<Runner> {
 
     for (name, dir) in units::names(host) {
         // Admin-made units live in /etc and /run; packaged ones are only looked at by name.
-        let by_name = name.starts_with("actions.runner.")
-            || name == "gitlab-runner.service"
-            || name.starts_with("jenkins");
+        let by_name =
+            name.starts_with("actions.runner.") || name == "gitlab-runner.service" || name.starts_with("jenkins");
         if !(by_name || dir.starts_with("/etc") || dir.starts_with("/run")) {
             continue;
         }
@@ -343,11 +335,10 @@ pub fn discover(host: &Host, users: &Users, procs: &[Proc]) -> Vec<Runner> {
             Kind::Jenkins => None,
         };
         // The same runner seen as a process: keep the process view, add the unit.
-        if let Some(existing) = runners.iter_mut().find(|r| {
-            r.kind == kind
-                && r.unit.is_none()
-                && (kind != Kind::GitHub || r.install_dir == install_dir)
-        }) {
+        if let Some(existing) = runners
+            .iter_mut()
+            .find(|r| r.kind == kind && r.unit.is_none() && (kind != Kind::GitHub || r.install_dir == install_dir))
+        {
             existing.unit = Some(unit);
             continue;
         }
@@ -363,8 +354,7 @@ pub fn discover(host: &Host, users: &Users, procs: &[Proc]) -> Vec<Runner> {
                 r.binaries.extend(exec.first().cloned());
             }
             Kind::Jenkins => {
-                r.binaries
-                    .extend(exec.iter().find(|a| is_jenkins_jar(a)).cloned());
+                r.binaries.extend(exec.iter().find(|a| is_jenkins_jar(a)).cloned());
                 r.work_dirs.extend(
                     procs::arg_value(&exec, &["-workDir", "--workDir"])
                         .or_else(|| unit.get("Service", "WorkingDirectory").map(String::from)),
@@ -389,28 +379,16 @@ pub fn discover(host: &Host, users: &Users, procs: &[Proc]) -> Vec<Runner> {
 
 fn fill_github(host: &Host, r: &mut Runner) {
     let Some(dir) = r.install_dir.clone() else {
-        r.notes
-            .push("the runner's install directory could not be found".into());
+        r.notes.push("the runner's install directory could not be found".into());
         return;
     };
-    for b in [
-        "bin/Runner.Listener",
-        "bin/Runner.Worker",
-        "run.sh",
-        "runsvc.sh",
-    ] {
+    for b in ["bin/Runner.Listener", "bin/Runner.Worker", "run.sh", "runsvc.sh"] {
         let p = join(&dir, b);
         if host.exists(&p).unwrap_or(true) {
             r.binaries.push(p);
         }
     }
-    for c in [
-        ".runner",
-        ".credentials",
-        ".credentials_rsaparams",
-        ".env",
-        ".path",
-    ] {
+    for c in [".runner", ".credentials", ".credentials_rsaparams", ".env", ".path"] {
         let p = join(&dir, c);
         if host.exists(&p).unwrap_or(true) {
             r.configs.push(p);
@@ -446,22 +424,16 @@ fn fill_github(host: &Host, r: &mut Runner) {
 
 pub fn parse_runner_file(path: &str, text: &str) -> Result<GitHubSettings, RunnerConfigError> {
     let text = text.trim_start_matches('\u{feff}');
-    let v: serde_json::Value =
-        serde_json::from_str(text).map_err(|source| RunnerConfigError::RunnerJson {
-            path: path.to_string(),
-            source,
-        })?;
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|source| RunnerConfigError::RunnerJson {
+        path: path.to_string(),
+        source,
+    })?;
     // Keys are camelCase as the runner writes them; compare without case to be lenient.
     let get = |key: &str| {
-        v.as_object().and_then(|o| {
-            o.iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(key))
-                .map(|(_, v)| v)
-        })
+        v.as_object()
+            .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
     };
-    let truthy = |key: &str| {
-        get(key).is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true"))
-    };
+    let truthy = |key: &str| get(key).is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true"));
     Ok(GitHubSettings {
         path: path.to_string(),
         agent_name: get("agentName")
@@ -512,24 +484,16 @@ fn fill_gitlab(host: &Host, users: &Users, r: &mut Runner) {
         r.binaries.push("/usr/bin/gitlab-runner".into());
     }
     r.configs.push(path.clone());
-    let wd = r.install_dir.clone().or_else(|| {
-        r.job
-            .uid
-            .and_then(|u| users.by_uid(u))
-            .map(|u| u.home.clone())
-    });
+    let wd = r
+        .install_dir
+        .clone()
+        .or_else(|| r.job.uid.and_then(|u| users.by_uid(u)).map(|u| u.home.clone()));
     match host.read_optional(&path) {
         Ok(Some(text)) => match parse_gitlab_config(&path, &text) {
             Ok(cfg) => {
                 for rr in &cfg.runners {
-                    let builds = rr
-                        .builds_dir
-                        .clone()
-                        .or_else(|| wd.as_ref().map(|w| join(w, "builds")));
-                    let cache = rr
-                        .cache_dir
-                        .clone()
-                        .or_else(|| wd.as_ref().map(|w| join(w, "cache")));
+                    let builds = rr.builds_dir.clone().or_else(|| wd.as_ref().map(|w| join(w, "builds")));
+                    let cache = rr.cache_dir.clone().or_else(|| wd.as_ref().map(|w| join(w, "cache")));
                     for d in [builds, cache].into_iter().flatten() {
                         if !r.work_dirs.contains(&d) {
                             r.work_dirs.push(d);
@@ -546,23 +510,16 @@ fn fill_gitlab(host: &Host, users: &Users, r: &mut Runner) {
 }
 
 pub fn parse_gitlab_config(path: &str, text: &str) -> Result<GitLabConfig, RunnerConfigError> {
-    let doc: toml::Table = text
-        .parse()
-        .map_err(|source| RunnerConfigError::GitLabToml {
-            path: path.to_string(),
-            source,
-        })?;
+    let doc: toml::Table = text.parse().map_err(|source| RunnerConfigError::GitLabToml {
+        path: path.to_string(),
+        source,
+    })?;
     let s = |t: &toml::Table, k: &str| t.get(k).and_then(|v| v.as_str()).map(String::from);
     let mut out = GitLabConfig {
         path: path.to_string(),
         runners: Vec::new(),
     };
-    for r in doc
-        .get("runners")
-        .and_then(|v| v.as_array())
-        .into_iter()
-        .flatten()
-    {
+    for r in doc.get("runners").and_then(|v| v.as_array()).into_iter().flatten() {
         let Some(t) = r.as_table() else { continue };
         let mut gr = GitLabRunner {
             name: s(t, "name").unwrap_or_default(),
@@ -607,9 +564,7 @@ mod tests {
         let p = parse_runner_file("/r/.runner", "{\"agentName\": \"r2\"}").unwrap();
         assert!(!p.ephemeral);
         assert_eq!(p.work_folder, "_work");
-        let e = parse_runner_file("/r/.runner", "{")
-            .unwrap_err()
-            .to_string();
+        let e = parse_runner_file("/r/.runner", "{").unwrap_err().to_string();
         assert!(e.starts_with("/r/.runner: not valid JSON"), "{e}");
     }
 
@@ -646,9 +601,7 @@ mod tests {
     #[test]
     fn env_lines() {
         assert_eq!(
-            parse_env(
-                "# x\nACTIONS_RUNNER_HOOK_JOB_STARTED=/opt/stockade/hook.sh\nexport LANG=\"C\"\n"
-            ),
+            parse_env("# x\nACTIONS_RUNNER_HOOK_JOB_STARTED=/opt/stockade/hook.sh\nexport LANG=\"C\"\n"),
             vec![
                 (
                     "ACTIONS_RUNNER_HOOK_JOB_STARTED".to_string(),

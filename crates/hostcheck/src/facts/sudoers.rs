@@ -35,10 +35,7 @@ fn include_dir(host: &Host, dir: &str, s: &mut Sudoers, depth: usize) -> Result<
     let names = host.read_dir_optional(dir).map_err(|e| e.to_string())?;
     // sudo skips names that end in '~' or contain a '.', so that editor and package leftovers
     // are not read.
-    for n in names
-        .into_iter()
-        .filter(|n| !n.ends_with('~') && !n.contains('.'))
-    {
+    for n in names.into_iter().filter(|n| !n.ends_with('~') && !n.contains('.')) {
         let path = format!("{}/{n}", dir.trim_end_matches('/'));
         let text = host.read_string(&path).map_err(|e| e.to_string())?;
         parse_file(host, &path, &text, s, depth + 1)?;
@@ -46,13 +43,7 @@ fn include_dir(host: &Host, dir: &str, s: &mut Sudoers, depth: usize) -> Result<
     Ok(())
 }
 
-fn parse_file(
-    host: &Host,
-    path: &str,
-    text: &str,
-    s: &mut Sudoers,
-    depth: usize,
-) -> Result<(), String> {
+fn parse_file(host: &Host, path: &str, text: &str, s: &mut Sudoers, depth: usize) -> Result<(), String> {
     if depth > 8 {
         return Err(format!("{path}: includes nested too deeply"));
     }
@@ -112,8 +103,7 @@ fn parse_file(
         if let Some(rest) = line.strip_prefix("User_Alias") {
             for def in rest.split(':') {
                 if let Some((name, members)) = def.split_once('=') {
-                    s.user_aliases
-                        .push((name.trim().to_string(), split_list(members)));
+                    s.user_aliases.push((name.trim().to_string(), split_list(members)));
                 }
             }
             continue;
@@ -224,13 +214,7 @@ impl Sudoers {
     }
 
     /// The NOPASSWD rules that apply to this user.
-    pub fn nopasswd_for(
-        &self,
-        name: &str,
-        uid: Option<u32>,
-        groups: &[String],
-        gids: &[u32],
-    ) -> Vec<&Rule> {
+    pub fn nopasswd_for(&self, name: &str, uid: Option<u32>, groups: &[String], gids: &[u32]) -> Vec<&Rule> {
         self.rules
             .iter()
             .filter(|r| r.nopasswd && self.list_matches(&r.users, name, uid, groups, gids, 0))
@@ -256,29 +240,17 @@ mod tests {
             "Defaults env_reset\nroot ALL=(ALL:ALL) ALL\nUser_Alias CI = runner, %builders\nCI ALL=(ALL) NOPASSWD: /usr/bin/apt-get\n%sudo ALL=(ALL:ALL) ALL # admins\n%wheel ALL = (ALL) \\\n   NOPASSWD: ALL\n",
         );
         let g = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            s.nopasswd_for("runner", Some(1001), &g(&["runner"]), &[1001])
-                .len(),
-            1
-        );
-        assert_eq!(
-            s.nopasswd_for("bob", Some(1002), &g(&["builders"]), &[1003])
-                .len(),
-            1
-        );
+        assert_eq!(s.nopasswd_for("runner", Some(1001), &g(&["runner"]), &[1001]).len(), 1);
+        assert_eq!(s.nopasswd_for("bob", Some(1002), &g(&["builders"]), &[1003]).len(), 1);
         let w = s.nopasswd_for("carol", Some(1004), &g(&["wheel"]), &[10]);
         assert_eq!(w.len(), 1);
         assert_eq!(w[0].line, 6);
-        assert!(
-            s.nopasswd_for("dave", Some(1005), &g(&["sudo"]), &[27])
-                .is_empty()
-        );
+        assert!(s.nopasswd_for("dave", Some(1005), &g(&["sudo"]), &[27]).is_empty());
     }
 
     #[test]
     fn negation_excludes() {
-        let s =
-            parse("ALL, !runner ALL=(ALL) NOPASSWD: /bin/true\n#1001 ALL=(ALL) NOPASSWD: ALL\n");
+        let s = parse("ALL, !runner ALL=(ALL) NOPASSWD: /bin/true\n#1001 ALL=(ALL) NOPASSWD: ALL\n");
         assert_eq!(s.nopasswd_for("runner", Some(1001), &[], &[]).len(), 1);
         assert_eq!(s.nopasswd_for("runner", Some(1000), &[], &[]).len(), 0);
         assert_eq!(s.nopasswd_for("eve", Some(7), &[], &[]).len(), 1);

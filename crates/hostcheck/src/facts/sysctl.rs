@@ -33,12 +33,7 @@ pub fn get(host: &Host, key: &str, configured: &[(String, String, String)]) -> V
 pub fn configured(host: &Host) -> Vec<(String, String, String)> {
     let mut files = Vec::new();
     let mut seen: Vec<String> = Vec::new();
-    for dir in [
-        "/etc/sysctl.d",
-        "/run/sysctl.d",
-        "/usr/lib/sysctl.d",
-        "/lib/sysctl.d",
-    ] {
+    for dir in ["/etc/sysctl.d", "/run/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d"] {
         for n in host.read_dir_optional(dir).unwrap_or_default() {
             if n.ends_with(".conf") && !seen.contains(&n) {
                 seen.push(n.clone());

@@ -42,9 +42,7 @@ impl Unit {
 
     /// The first command line of ExecStart=, split into words.
     pub fn exec_start(&self) -> Vec<String> {
-        self.get("Service", "ExecStart")
-            .map(split_exec)
-            .unwrap_or_default()
+        self.get("Service", "ExecStart").map(split_exec).unwrap_or_default()
     }
 
     /// User= of the service; systemd runs it as root without one.
@@ -143,10 +141,7 @@ pub fn enabled_services(host: &Host) -> Result<Vec<String>, String> {
     };
     let mut out = Vec::new();
     for d in dirs.iter().filter(|d| d.ends_with(".wants")) {
-        for n in host
-            .read_dir_optional(&format!("{base}/{d}"))
-            .unwrap_or_default()
-        {
+        for n in host.read_dir_optional(&format!("{base}/{d}")).unwrap_or_default() {
             if n.ends_with(".service") && !out.contains(&n) {
                 out.push(n);
             }
@@ -194,9 +189,7 @@ pub fn split_exec(line: &str) -> Vec<String> {
         words.push(cur);
     }
     if let Some(first) = words.first_mut() {
-        *first = first
-            .trim_start_matches(['@', '-', ':', '+', '!'])
-            .to_string();
+        *first = first.trim_start_matches(['@', '-', ':', '+', '!']).to_string();
     }
     words
 }

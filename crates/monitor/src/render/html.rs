@@ -107,11 +107,7 @@ pub fn render(r: &JobReport) -> String {
         );
     }
     let d = &r.observed.detections;
-    let _ = writeln!(
-        o,
-        "<section id=\"detections\"><h2>Detections ({})</h2>",
-        d.len()
-    );
+    let _ = writeln!(o, "<section id=\"detections\"><h2>Detections ({})</h2>", d.len());
     if d.is_empty() {
         let _ = write!(o, "<p class=\"ok\">No detections.</p>");
     } else {
@@ -152,11 +148,7 @@ pub fn render(r: &JobReport) -> String {
         let _ = write!(o, "<div>{}<b>{}</b></div>", esc(k), esc(&v));
     };
     cell(&mut o, "exit code", r.outcome.exit_code.to_string());
-    cell(
-        &mut o,
-        "wall time",
-        format!("{:.2} s", res.wall_ms as f64 / 1000.0),
-    );
+    cell(&mut o, "wall time", format!("{:.2} s", res.wall_ms as f64 / 1000.0));
     cell(
         &mut o,
         "CPU time",
@@ -349,10 +341,7 @@ pub fn render(r: &JobReport) -> String {
         }
     }
     if let Some(n) = f.protected_files {
-        let _ = write!(
-            o,
-            "<p class=\"meta\">{n} protected source files watched.</p>"
-        );
+        let _ = write!(o, "<p class=\"meta\">{n} protected source files watched.</p>");
     }
     o.push_str("</section>\n");
 
@@ -406,11 +395,7 @@ pub fn render(r: &JobReport) -> String {
             let _ = write!(
                 o,
                 "<li>left running, killed: <code>{}</code></li>",
-                esc(if l.cmdline.is_empty() {
-                    &l.comm
-                } else {
-                    &l.cmdline
-                })
+                esc(if l.cmdline.is_empty() { &l.comm } else { &l.cmdline })
             );
         }
         for l in &r.leftovers {

@@ -50,8 +50,7 @@ pub fn status(p: &ProcessRecord) -> String {
 
 /// Destinations from the egress log: (verdict, protocol, name, count, bytes up, bytes down).
 pub fn destinations(r: &JobReport) -> Vec<(String, String, String, u64, u64, u64)> {
-    let mut m: std::collections::BTreeMap<(String, String, String), (u64, u64, u64)> =
-        Default::default();
+    let mut m: std::collections::BTreeMap<(String, String, String), (u64, u64, u64)> = Default::default();
     let events = r
         .egress
         .get("events")
@@ -73,7 +72,5 @@ pub fn destinations(r: &JobReport) -> Vec<(String, String, String, u64, u64, u64
         g.1 += e.get("bytes_up").and_then(|v| v.as_u64()).unwrap_or(0);
         g.2 += e.get("bytes_down").and_then(|v| v.as_u64()).unwrap_or(0);
     }
-    m.into_iter()
-        .map(|((v, p, n), (c, u, d))| (v, p, n, c, u, d))
-        .collect()
+    m.into_iter().map(|((v, p, n), (c, u, d))| (v, p, n, c, u, d)).collect()
 }

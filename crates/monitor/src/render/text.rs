@@ -26,15 +26,8 @@ pub fn render(r: &JobReport) -> String {
         o,
         "outcome: exit code {}{}{}  wall {:.1} s  cpu {}  memory peak {}  pids peak {}",
         r.outcome.exit_code,
-        r.outcome
-            .signal
-            .map(|s| format!(" (signal {s})"))
-            .unwrap_or_default(),
-        if r.outcome.timed_out {
-            " (timed out)"
-        } else {
-            ""
-        },
+        r.outcome.signal.map(|s| format!(" (signal {s})")).unwrap_or_default(),
+        if r.outcome.timed_out { " (timed out)" } else { "" },
         res.wall_ms as f64 / 1000.0,
         res.cpu_ms
             .map(|c| format!("{:.1} s", c as f64 / 1000.0))
@@ -153,12 +146,7 @@ pub fn render(r: &JobReport) -> String {
         let _ = writeln!(o, "  none");
     }
     for (v, p, n, c, up, down) in &dests {
-        let _ = writeln!(
-            o,
-            "  {v:<8} {p:<5} {n}  ×{c}  up {}  down {}",
-            bytes(*up),
-            bytes(*down)
-        );
+        let _ = writeln!(o, "  {v:<8} {p:<5} {n}  ×{c}  up {}  down {}", bytes(*up), bytes(*down));
     }
 
     let f = &r.observed.files;
@@ -180,26 +168,15 @@ pub fn render(r: &JobReport) -> String {
             c.change,
             c.kind,
             c.path,
-            c.size
-                .map(|s| format!(" ({})", bytes(s)))
-                .unwrap_or_default()
+            c.size.map(|s| format!(" ({})", bytes(s))).unwrap_or_default()
         );
     }
     if f.outside_workspace.len() > 50 {
         let _ = writeln!(o, "  … {} more", f.outside_workspace.len() - 50);
     }
-    let writes: Vec<_> = r
-        .observed
-        .events
-        .iter()
-        .filter(|e| e.kind == "file-write")
-        .collect();
+    let writes: Vec<_> = r.observed.events.iter().filter(|e| e.kind == "file-write").collect();
     if !writes.is_empty() {
-        let _ = writeln!(
-            o,
-            "Written while the job ran (outside the workspace): {}",
-            writes.len()
-        );
+        let _ = writeln!(o, "Written while the job ran (outside the workspace): {}", writes.len());
         for e in writes.iter().take(20) {
             let _ = writeln!(
                 o,
@@ -224,11 +201,7 @@ pub fn render(r: &JobReport) -> String {
     if let Some(map) = r.denied_syscalls.as_object().filter(|m| !m.is_empty()) {
         let _ = writeln!(o, "\nDenied syscalls:");
         for (name, v) in map {
-            let _ = writeln!(
-                o,
-                "  {name} ×{}",
-                v.get("count").and_then(|c| c.as_u64()).unwrap_or(0)
-            );
+            let _ = writeln!(o, "  {name} ×{}", v.get("count").and_then(|c| c.as_u64()).unwrap_or(0));
         }
     }
     if !r.left_running.is_empty() {
@@ -238,11 +211,7 @@ pub fn render(r: &JobReport) -> String {
                 o,
                 "  [{}] {}",
                 l.pid,
-                if l.cmdline.is_empty() {
-                    &l.comm
-                } else {
-                    &l.cmdline
-                }
+                if l.cmdline.is_empty() { &l.comm } else { &l.cmdline }
             );
         }
     }

@@ -34,9 +34,7 @@ fn learn(a: LearnArgs) -> Result<i32> {
     let b = stockade_monitor::baseline::learn(&reports)?;
     let json = serde_json::to_string_pretty(&b)? + "\n";
     match &a.output {
-        Some(out) => {
-            std::fs::write(out, json).with_context(|| format!("writing {}", out.display()))?
-        }
+        Some(out) => std::fs::write(out, json).with_context(|| format!("writing {}", out.display()))?,
         None => print!("{json}"),
     }
     Ok(0)

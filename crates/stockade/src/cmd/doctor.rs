@@ -15,7 +15,12 @@ pub fn main(a: Args) -> anyhow::Result<i32> {
     }
     let width = caps.iter().map(|c| c.name.len()).max().unwrap_or(0);
     for c in &caps {
-        println!("{:<width$}  {:<3}  {}", c.name, if c.available { "yes" } else { "no" }, c.detail);
+        println!(
+            "{:<width$}  {:<3}  {}",
+            c.name,
+            if c.available { "yes" } else { "no" },
+            c.detail
+        );
     }
     Ok(0)
 }

@@ -38,18 +38,14 @@ fn job_started(a: JobStartedArgs) -> Result<i32> {
     let policy = load_policy(a.policy.as_deref())?;
     let ctx = context_from_env(|k| std::env::var(k).ok())?;
     if let Some(out) = &a.context_out {
-        std::fs::write(out, serde_json::to_vec_pretty(&ctx)?)
-            .with_context(|| format!("writing {}", out.display()))?;
+        std::fs::write(out, serde_json::to_vec_pretty(&ctx)?).with_context(|| format!("writing {}", out.display()))?;
     }
     let (decision, _) = stockade_policy::gate(&policy, a.pool.as_deref(), &ctx)?;
     print!("{}", render(&ctx, &decision));
     if decision.allowed {
         Ok(0)
     } else {
-        eprintln!(
-            "stockade: this runner does not run this job: {}",
-            decision.summary()
-        );
+        eprintln!("stockade: this runner does not run this job: {}", decision.summary());
         Ok(exit::REFUSED)
     }
 }
@@ -67,9 +63,7 @@ pub fn context_from_env(var: impl Fn(&str) -> Option<String>) -> Result<JobConte
     let need = |k: &str| -> Result<String> {
         match var(k) {
             Some(v) if !v.is_empty() => Ok(v),
-            _ => bail!(
-                "{k}: not set (run this as the runner's ACTIONS_RUNNER_HOOK_JOB_STARTED hook)"
-            ),
+            _ => bail!("{k}: not set (run this as the runner's ACTIONS_RUNNER_HOOK_JOB_STARTED hook)"),
         }
     };
     let repo = need("GITHUB_REPOSITORY")?;
@@ -80,11 +74,7 @@ pub fn context_from_env(var: impl Fn(&str) -> Option<String>) -> Result<JobConte
         Some("false") | Some("") | None => false,
         Some(other) => bail!("GITHUB_REF_PROTECTED: expected true or false, got {other:?}"),
     };
-    let job_id = match (
-        var("GITHUB_RUN_ID"),
-        var("GITHUB_RUN_ATTEMPT"),
-        var("GITHUB_JOB"),
-    ) {
+    let job_id = match (var("GITHUB_RUN_ID"), var("GITHUB_RUN_ATTEMPT"), var("GITHUB_JOB")) {
         (Some(run), attempt, job) => {
             let mut id = run;
             if let Some(a) = attempt.filter(|a| !a.is_empty()) {
@@ -118,10 +108,8 @@ pub fn context_from_env(var: impl Fn(&str) -> Option<String>) -> Result<JobConte
     })?;
 
     let path = need("GITHUB_EVENT_PATH")?;
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("GITHUB_EVENT_PATH: reading {path}"))?;
-    let payload: Value = serde_json::from_str(&text)
-        .with_context(|| format!("GITHUB_EVENT_PATH {path}: not JSON"))?;
+    let text = std::fs::read_to_string(&path).with_context(|| format!("GITHUB_EVENT_PATH: reading {path}"))?;
+    let payload: Value = serde_json::from_str(&text).with_context(|| format!("GITHUB_EVENT_PATH {path}: not JSON"))?;
     if !payload.is_object() {
         bail!("GITHUB_EVENT_PATH {path}: expected a JSON object");
     }
@@ -141,9 +129,7 @@ pub fn context_from_env(var: impl Fn(&str) -> Option<String>) -> Result<JobConte
     if let Some(full) = field("repository.full_name")?
         && !full.eq_ignore_ascii_case(&repo)
     {
-        bail!(
-            "GITHUB_EVENT_PATH {path}: repository.full_name is {full:?} but GITHUB_REPOSITORY is {repo:?}"
-        );
+        bail!("GITHUB_EVENT_PATH {path}: repository.full_name is {full:?} but GITHUB_REPOSITORY is {repo:?}");
     }
     ctx.from_fork = if PR_EVENTS.contains(&event.as_str()) {
         if payload.get("pull_request").is_none_or(Value::is_null) {

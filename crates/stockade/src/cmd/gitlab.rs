@@ -81,12 +81,7 @@ struct Codes {
 
 impl Codes {
     fn from_env() -> Codes {
-        let get = |k: &str, d: i32| {
-            std::env::var(k)
-                .ok()
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(d)
-        };
+        let get = |k: &str, d: i32| std::env::var(k).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(d);
         Codes {
             build: get("BUILD_FAILURE_EXIT_CODE", 1),
             system: get("SYSTEM_FAILURE_EXIT_CODE", 2),
@@ -122,14 +117,9 @@ impl Layout {
     fn new(a: &Common) -> Result<Layout> {
         let (root, explicit) = match &a.state_dir {
             Some(d) => (d.clone(), true),
-            None if rustix::process::getuid().is_root() => {
-                (PathBuf::from("/var/lib/stockade-gitlab"), false)
-            }
+            None if rustix::process::getuid().is_root() => (PathBuf::from("/var/lib/stockade-gitlab"), false),
             None => (
-                std::env::temp_dir().join(format!(
-                    "stockade-gitlab-{}",
-                    rustix::process::getuid().as_raw()
-                )),
+                std::env::temp_dir().join(format!("stockade-gitlab-{}", rustix::process::getuid().as_raw())),
                 false,
             ),
         };
@@ -190,7 +180,9 @@ struct Response {
 fn response_path() -> Result<PathBuf> {
     let p = std::env::var_os("JOB_RESPONSE_FILE")
         .filter(|p| !p.is_empty())
-        .ok_or_else(|| anyhow!("JOB_RESPONSE_FILE: not set (gitlab-runner's custom executor sets it in every stage)"))?;
+        .ok_or_else(|| {
+            anyhow!("JOB_RESPONSE_FILE: not set (gitlab-runner's custom executor sets it in every stage)")
+        })?;
     let p = PathBuf::from(p);
     Ok(if p.is_absolute() {
         p
@@ -219,8 +211,7 @@ fn valid_id(id: &str) -> bool {
 }
 
 fn read_json(p: &Path) -> Result<Value> {
-    let text = fs::read_to_string(p)
-        .with_context(|| format!("JOB_RESPONSE_FILE: reading {}", p.display()))?;
+    let text = fs::read_to_string(p).with_context(|| format!("JOB_RESPONSE_FILE: reading {}", p.display()))?;
     serde_json::from_str(&text).with_context(|| format!("job response {}: not JSON", p.display()))
 }
 
@@ -243,8 +234,7 @@ impl Response {
     }
 
     fn from_value(v: &Value, path: &Path) -> Result<Response> {
-        let bad =
-            |field: &str, msg: String| anyhow!("job response {}: {field}: {msg}", path.display());
+        let bad = |field: &str, msg: String| anyhow!("job response {}: {field}: {msg}", path.display());
         if !v.is_object() {
             return Err(bad("(document)", "expected a JSON object".into()));
         }
@@ -258,16 +248,14 @@ impl Response {
         };
         let git = obj("git_info")?.ok_or_else(|| bad("git_info", "missing".into()))?;
         let info = obj("job_info")?;
-        let string_in = |m: Option<&serde_json::Map<String, Value>>,
-                         section: &str,
-                         k: &str|
-         -> Result<Option<String>> {
-            match m.and_then(|m| m.get(k)) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.clone())),
-                Some(_) => Err(bad(&format!("{section}.{k}"), "expected a string".into())),
-            }
-        };
+        let string_in =
+            |m: Option<&serde_json::Map<String, Value>>, section: &str, k: &str| -> Result<Option<String>> {
+                match m.and_then(|m| m.get(k)) {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(Value::String(s)) => Ok(Some(s.clone())),
+                    Some(_) => Err(bad(&format!("{section}.{k}"), "expected a string".into())),
+                }
+            };
 
         // variables: [{key, value, ...}]; every occurrence is kept to spot redefinitions.
         let mut vars: Vec<(String, String)> = Vec::new();
@@ -284,16 +272,10 @@ impl Response {
                     match (key, value) {
                         (Some(k), Some(val)) => vars.push((k.to_string(), val)),
                         (None, _) => {
-                            return Err(bad(
-                                &format!("variables[{i}].key"),
-                                "expected a string".into(),
-                            ));
+                            return Err(bad(&format!("variables[{i}].key"), "expected a string".into()));
                         }
                         (_, None) => {
-                            return Err(bad(
-                                &format!("variables[{i}].value"),
-                                "expected a string".into(),
-                            ));
+                            return Err(bad(&format!("variables[{i}].value"), "expected a string".into()));
                         }
                     }
                 }
@@ -305,11 +287,7 @@ impl Response {
         let first = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         let user = first("GITLAB_USER_LOGIN").filter(|s| !s.is_empty());
         let mut var = |k: &str| -> Option<String> {
-            let mut vals: Vec<String> = vars
-                .iter()
-                .filter(|(n, _)| n == k)
-                .map(|(_, v)| v.clone())
-                .collect();
+            let mut vals: Vec<String> = vars.iter().filter(|(n, _)| n == k).map(|(_, v)| v.clone()).collect();
             vals.dedup();
             let mut distinct = vals.clone();
             distinct.sort();
@@ -320,23 +298,19 @@ impl Response {
             vals.into_iter().next()
         };
 
-        let project =
-            match string_in(info, "job_info", "project_full_path")?.filter(|s| !s.is_empty()) {
-                Some(p) => p,
-                None => var("CI_PROJECT_PATH")
-                    .filter(|s| !s.is_empty())
-                    .ok_or_else(|| {
-                        bad(
-                            "job_info.project_full_path",
-                            "missing (and no CI_PROJECT_PATH variable)".into(),
-                        )
-                    })?,
-            };
+        let project = match string_in(info, "job_info", "project_full_path")?.filter(|s| !s.is_empty()) {
+            Some(p) => p,
+            None => var("CI_PROJECT_PATH").filter(|s| !s.is_empty()).ok_or_else(|| {
+                bad(
+                    "job_info.project_full_path",
+                    "missing (and no CI_PROJECT_PATH variable)".into(),
+                )
+            })?,
+        };
         let git_ref = string_in(Some(git), "git_info", "ref")?
             .filter(|r| !r.is_empty())
             .ok_or_else(|| bad("git_info.ref", "missing".into()))?;
-        let ref_type =
-            string_in(Some(git), "git_info", "ref_type")?.unwrap_or_else(|| "branch".into());
+        let ref_type = string_in(Some(git), "git_info", "ref_type")?.unwrap_or_else(|| "branch".into());
         let ref_protected = match git.get("protected") {
             Some(Value::Bool(b)) => *b,
             None | Some(Value::Null) => match var("CI_COMMIT_REF_PROTECTED").as_deref() {
@@ -350,10 +324,7 @@ impl Response {
                 }
             },
             Some(_) => {
-                return Err(bad(
-                    "git_info.protected",
-                    "expected true, false or null".into(),
-                ));
+                return Err(bad("git_info.protected", "expected true, false or null".into()));
             }
         };
         let source = var("CI_PIPELINE_SOURCE").unwrap_or_default();
@@ -369,9 +340,7 @@ impl Response {
             .or(project_id);
         let src_path = var("CI_MERGE_REQUEST_SOURCE_PROJECT_PATH").filter(|s| !s.is_empty());
         let from_fork = matches!((&src_id, &mr_id), (Some(s), Some(m)) if s != m)
-            || src_path
-                .as_ref()
-                .is_some_and(|s| !s.eq_ignore_ascii_case(&project));
+            || src_path.as_ref().is_some_and(|s| !s.eq_ignore_ascii_case(&project));
         let user = match user {
             Some(u) => Some(u),
             None => match info.and_then(|m| m.get("user_id")) {
@@ -405,11 +374,7 @@ impl Response {
             };
             bad(field, m)
         })?;
-        Ok(Response {
-            id,
-            context,
-            conflicts,
-        })
+        Ok(Response { id, context, conflicts })
     }
 
     /// The gate, plus a refusal for every redefined variable it relies on.
@@ -421,7 +386,10 @@ impl Response {
                 Check {
                     rule: format!("job_response.variables.{k}"),
                     ok: false,
-                    reason: format!("defined {} times with different values {vals:?}: a job may not redefine it", vals.len()),
+                    reason: format!(
+                        "defined {} times with different values {vals:?}: a job may not redefine it",
+                        vals.len()
+                    ),
                 },
             );
             d.allowed = false;
@@ -483,11 +451,9 @@ impl JobState {
     fn load(l: &Layout, id: &str) -> Result<Option<JobState>> {
         let p = JobState::path(l, id);
         match fs::read(&p) {
-            Ok(b) => {
-                Ok(Some(serde_json::from_slice(&b).with_context(|| {
-                    format!("reading job state {}", p.display())
-                })?))
-            }
+            Ok(b) => Ok(Some(
+                serde_json::from_slice(&b).with_context(|| format!("reading job state {}", p.display()))?,
+            )),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("reading job state {}", p.display())),
         }
@@ -495,8 +461,7 @@ impl JobState {
     fn save(&self, l: &Layout) -> Result<()> {
         let p = JobState::path(l, &self.job_id);
         let tmp = p.with_extension("json.tmp");
-        fs::write(&tmp, serde_json::to_vec_pretty(self)?)
-            .with_context(|| format!("writing {}", tmp.display()))?;
+        fs::write(&tmp, serde_json::to_vec_pretty(self)?).with_context(|| format!("writing {}", tmp.display()))?;
         fs::rename(&tmp, &p).with_context(|| format!("writing {}", p.display()))
     }
 }
@@ -527,12 +492,7 @@ fn self_record() -> String {
 
 fn proc_record(pid: i32) -> Option<String> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let start = stat
-        .rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(19)?
-        .to_string();
+    let start = stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.to_string();
     Some(format!("{pid} {start}"))
 }
 
@@ -541,8 +501,7 @@ fn mkdir(p: &Path, mode: u32) -> Result<()> {
         Ok(()) => {}
         Err(e) => return Err(e).with_context(|| format!("creating {}", p.display())),
     }
-    fs::set_permissions(p, fs::Permissions::from_mode(mode))
-        .with_context(|| format!("chmod {}", p.display()))
+    fs::set_permissions(p, fs::Permissions::from_mode(mode)).with_context(|| format!("chmod {}", p.display()))
 }
 
 fn is_root() -> bool {
@@ -651,15 +610,13 @@ fn copy_tree(src: &Path, dst: &Path) -> Result<usize> {
     for e in rd {
         let e = e.with_context(|| format!("reading cache {}", src.display()))?;
         let (from, to) = (e.path(), dst.join(e.file_name()));
-        let meta =
-            fs::symlink_metadata(&from).with_context(|| format!("stat {}", from.display()))?;
+        let meta = fs::symlink_metadata(&from).with_context(|| format!("stat {}", from.display()))?;
         if meta.is_dir() {
             mkdir(&to, 0o755)?;
             own(&to)?;
             n += copy_tree(&from, &to)?;
         } else if meta.is_file() {
-            fs::copy(&from, &to)
-                .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+            fs::copy(&from, &to).with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
             own(&to)?;
             n += 1;
         }
@@ -673,16 +630,11 @@ fn copy_tree(src: &Path, dst: &Path) -> Result<usize> {
 fn run(a: &RunArgs, codes: &Codes, verbose: u8) -> Result<i32> {
     let l = Layout::new(&a.common)?;
     let id = job_id()?;
-    let mut state = JobState::load(&l, &id)?.ok_or_else(|| {
-        anyhow!(
-            "job {id} was not prepared (no state under {})",
-            l.jobs().display()
-        )
-    })?;
+    let mut state = JobState::load(&l, &id)?
+        .ok_or_else(|| anyhow!("job {id} was not prepared (no state under {})", l.jobs().display()))?;
     let policy = load_policy(a.common.policy.as_deref())?;
     // The policy may have changed since prepare: the stored context goes through the gate again.
-    let (decision, mut effective) =
-        stockade_policy::gate(&policy, a.common.pool.as_deref(), &state.context)?;
+    let (decision, mut effective) = stockade_policy::gate(&policy, a.common.pool.as_deref(), &state.context)?;
     if !decision.allowed {
         eprintln!("stockade: job {}", decision.summary());
         return Ok(codes.build);
@@ -768,15 +720,10 @@ fn run(a: &RunArgs, codes: &Codes, verbose: u8) -> Result<i32> {
 /// bash reads the script through a fresh open of its stdin (the copied script), and the
 /// script's commands get /dev/null as stdin, as under gitlab-runner's own shells.
 fn stage_command(stage: &str) -> Vec<OsString> {
-    [
-        "bash",
-        "-c",
-        "exec 3<&0 </dev/null && exec bash /dev/fd/3",
-        stage,
-    ]
-    .iter()
-    .map(OsString::from)
-    .collect()
+    ["bash", "-c", "exec 3<&0 </dev/null && exec bash /dev/fd/3", stage]
+        .iter()
+        .map(OsString::from)
+        .collect()
 }
 
 fn sanitize(stage: &str) -> String {
@@ -798,17 +745,13 @@ fn sanitize(stage: &str) -> String {
 /// code in $BUILD_EXIT_CODE_FILE) or the system-failure code when stockade itself failed.
 fn classify(result: Result<i32>, report: &Path, codes: &Codes) -> Result<i32> {
     let code = result?;
-    let doc: Value = serde_json::from_slice(
-        &fs::read(report).with_context(|| format!("reading {}", report.display()))?,
-    )
-    .with_context(|| format!("reading {}", report.display()))?;
+    let doc: Value =
+        serde_json::from_slice(&fs::read(report).with_context(|| format!("reading {}", report.display()))?)
+            .with_context(|| format!("reading {}", report.display()))?;
     let outcome = &doc["outcome"];
     let leftovers = doc["leftovers"].as_array().map_or(0, Vec::len);
     if leftovers > 0 {
-        bail!(
-            "teardown left {leftovers} things behind (see {})",
-            report.display()
-        );
+        bail!("teardown left {leftovers} things behind (see {})", report.display());
     }
     if let Some(e) = outcome["exec_error"].as_str() {
         bail!("the stage's shell could not start: {e}");
@@ -817,12 +760,8 @@ fn classify(result: Result<i32>, report: &Path, codes: &Codes) -> Result<i32> {
         return Ok(0);
     }
     if let Some(path) = std::env::var_os("BUILD_EXIT_CODE_FILE").filter(|p| !p.is_empty()) {
-        fs::write(&path, format!("{code}\n")).with_context(|| {
-            format!(
-                "BUILD_EXIT_CODE_FILE: writing {}",
-                Path::new(&path).display()
-            )
-        })?;
+        fs::write(&path, format!("{code}\n"))
+            .with_context(|| format!("BUILD_EXIT_CODE_FILE: writing {}", Path::new(&path).display()))?;
     }
     Ok(codes.build)
 }
@@ -902,15 +841,9 @@ fn cleanup(a: &Common, codes: &Codes) -> Result<i32> {
         }
     }
     let again = stockade_sandbox::state::gc(&l.sandbox_root());
-    for what in again
-        .jobs_removed
-        .iter()
-        .chain(again.cgroups_removed.iter())
-    {
+    for what in again.jobs_removed.iter().chain(again.cgroups_removed.iter()) {
         if ours(what) {
-            left.push(format!(
-                "sandbox leftover {what} (removed on a second pass)"
-            ));
+            left.push(format!("sandbox leftover {what} (removed on a second pass)"));
         }
     }
     for p in [work, l.job(&id)] {
@@ -1002,10 +935,7 @@ mod tests {
     #[test]
     fn the_context_comes_from_the_response() {
         let r = resp(
-            &[
-                ("CI_PIPELINE_SOURCE", "push"),
-                ("GITLAB_USER_LOGIN", "alice"),
-            ],
+            &[("CI_PIPELINE_SOURCE", "push"), ("GITLAB_USER_LOGIN", "alice")],
             json!(true),
         )
         .unwrap();
@@ -1034,15 +964,8 @@ mod tests {
         assert!(r.context.from_fork);
         assert_eq!(cache_key(&r.context), "group%2Fapp/fork");
         let same = resp(&[("CI_MERGE_REQUEST_SOURCE_PROJECT_ID", "5")], json!(false)).unwrap();
-        assert!(
-            !same.context.from_fork,
-            "the source project is the job's own project"
-        );
-        let by_path = resp(
-            &[("CI_MERGE_REQUEST_SOURCE_PROJECT_PATH", "mallory/app")],
-            json!(false),
-        )
-        .unwrap();
+        assert!(!same.context.from_fork, "the source project is the job's own project");
+        let by_path = resp(&[("CI_MERGE_REQUEST_SOURCE_PROJECT_PATH", "mallory/app")], json!(false)).unwrap();
         assert!(by_path.context.from_fork);
         assert_eq!(cache_key(&by_path.context), "group%2Fapp/fork");
     }

@@ -35,10 +35,7 @@ pub fn main(a: Args) -> Result<i32> {
     // A saved report is settled again: rules added since, or a baseline given now, apply.
     stockade_monitor::finalize(&mut report, baseline.as_ref(), None);
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report.observed.detections)?
-        );
+        println!("{}", serde_json::to_string_pretty(&report.observed.detections)?);
     } else {
         print!("{}", stockade_monitor::render::text::render(&report));
     }
@@ -53,10 +50,9 @@ pub fn main(a: Args) -> Result<i32> {
 }
 
 pub fn read_report(path: &Path) -> Result<JobReport> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading report {}", path.display()))?;
-    let report: JobReport = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not a stockade job report", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading report {}", path.display()))?;
+    let report: JobReport =
+        serde_json::from_str(&text).with_context(|| format!("{}: not a stockade job report", path.display()))?;
     if report.version != stockade_monitor::REPORT_VERSION {
         bail!(
             "{}: report version {} (this stockade reads {})",
@@ -70,18 +66,14 @@ pub fn read_report(path: &Path) -> Result<JobReport> {
 
 /// A baseline and how reports name it (`path (sha256:...)`).
 pub fn read_baseline(path: &Path) -> Result<(Baseline, String)> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading baseline {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading baseline {}", path.display()))?;
     let name = path.display().to_string();
     let b = Baseline::parse(&name, &text)?;
     Ok((b, stockade_monitor::baseline::label(&name, &text)))
 }
 
 /// Before the sandbox: the monitor (subscribed to the kernel's events) and the baseline.
-pub(crate) fn prepare_monitor(
-    spec: &JobSpec,
-    secrets: &[Vec<u8>],
-) -> Result<(Option<Monitor>, Option<Baseline>)> {
+pub(crate) fn prepare_monitor(spec: &JobSpec, secrets: &[Vec<u8>]) -> Result<(Option<Monitor>, Option<Baseline>)> {
     let o = &spec.monitor;
     let baseline = match &o.baseline {
         Some(p) => Some(read_baseline(p)?),
@@ -94,9 +86,7 @@ pub(crate) fn prepare_monitor(
         return Ok((None, None));
     }
     let workspace = match &spec.workspace {
-        Some(w) => {
-            Some(std::fs::canonicalize(w).with_context(|| format!("--workspace {}", w.display()))?)
-        }
+        Some(w) => Some(std::fs::canonicalize(w).with_context(|| format!("--workspace {}", w.display()))?),
         None if !o.protect.is_empty() => {
             bail!("--protect-source needs --workspace (the checkout to protect)")
         }
@@ -127,19 +117,11 @@ pub(crate) fn prepare_monitor(
 }
 
 /// After teardown: settles detections, prints them, and applies block mode to the exit code.
-pub(crate) fn conclude_monitor(
-    report: &mut JobReport,
-    spec: &JobSpec,
-    baseline: Option<&Baseline>,
-    code: i32,
-) -> i32 {
+pub(crate) fn conclude_monitor(report: &mut JobReport, spec: &JobSpec, baseline: Option<&Baseline>, code: i32) -> i32 {
     let expected = spec.monitor.expected_duration.map(|d| d.as_millis() as u64);
     let blocked = stockade_monitor::finalize(report, baseline, expected);
     for d in &report.observed.detections {
-        eprintln!(
-            "stockade: detection: {} {}: {}",
-            d.severity, d.id, d.explanation
-        );
+        eprintln!("stockade: detection: {} {}: {}", d.severity, d.id, d.explanation);
     }
     let mut code = code;
     if spec.monitor.mode == Mode::Block {

@@ -112,7 +112,12 @@ pub struct Args {
     #[arg(long, value_name = "DIR", hide = true)]
     pub state_dir: Option<PathBuf>,
     /// The command and its arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
     pub command: Vec<OsString>,
 }
 
@@ -199,7 +204,10 @@ pub fn execute(spec: JobSpec) -> Result<i32> {
     let policy = &spec.policy;
 
     // 2. Stale state of crashed jobs goes before a new job starts.
-    let state_root = spec.state_dir.clone().unwrap_or_else(stockade_sandbox::state::default_state_root);
+    let state_root = spec
+        .state_dir
+        .clone()
+        .unwrap_or_else(stockade_sandbox::state::default_state_root);
     let gc = stockade_sandbox::state::gc(&state_root);
     for e in &gc.errors {
         eprintln!("stockade: warning: gc: {e}");
@@ -208,7 +216,11 @@ pub fn execute(spec: JobSpec) -> Result<i32> {
     // 3. The sandbox plan.
     let job_id = stockade_sandbox::state::new_job_id();
     let (plan, secrets) = build_plan(policy, &spec, job_id.clone(), state_root)?;
-    let command: Vec<String> = spec.command.iter().map(|c| mask(&c.to_string_lossy(), &secrets)).collect();
+    let command: Vec<String> = spec
+        .command
+        .iter()
+        .map(|c| mask(&c.to_string_lossy(), &secrets))
+        .collect();
 
     // 4. Spawn (single-threaded), then supervise until the job ends and is torn down. The
     // monitor subscribes before the sandbox exists and marks its mounts before the job starts.
@@ -264,16 +276,25 @@ pub fn execute(spec: JobSpec) -> Result<i32> {
     if outcome.oom_killed {
         eprintln!(
             "stockade: job killed: out of memory (limit {})",
-            policy.limits.memory.map(|m| m.to_string()).unwrap_or_else(|| "none".into())
+            policy
+                .limits
+                .memory
+                .map(|m| m.to_string())
+                .unwrap_or_else(|| "none".into())
         );
     }
     if outcome.pids_limit_hit {
-        eprintln!("stockade: warning: the job hit its pids limit ({:?})", policy.limits.pids);
+        eprintln!(
+            "stockade: warning: the job hit its pids limit ({:?})",
+            policy.limits.pids
+        );
     }
     let mut leftovers = outcome.leftovers.clone();
     let fds_after = stockade_sandbox::count_fds();
     if fds_after > fds_before {
-        leftovers.push(format!("file descriptors: {fds_before} open before the job, {fds_after} after"));
+        leftovers.push(format!(
+            "file descriptors: {fds_before} open before the job, {fds_after} after"
+        ));
     }
     for l in &leftovers {
         eprintln!("stockade: error: teardown left {l}");
@@ -351,7 +372,11 @@ fn exit_code(o: &stockade_sandbox::Outcome) -> i32 {
         return exit::TIMEOUT;
     }
     if let Some((errno, _)) = &o.exec_error {
-        return if *errno == ENOENT { exit::NOT_FOUND } else { exit::NOT_EXECUTABLE };
+        return if *errno == ENOENT {
+            exit::NOT_FOUND
+        } else {
+            exit::NOT_EXECUTABLE
+        };
     }
     match o.status {
         Some(WaitStatus::Exited(c)) => c,
@@ -470,9 +495,15 @@ fn apply_cli(p: &mut Policy, a: &Args) -> Result<()> {
 
 fn build_plan(p: &Policy, a: &JobSpec, job_id: String, state_root: PathBuf) -> Result<(Plan, Vec<Vec<u8>>)> {
     let mut env: Vec<(OsString, OsString)> = vec![
-        ("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
+        (
+            "PATH".into(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        ),
         ("HOME".into(), "/tmp".into()),
-        ("LANG".into(), std::env::var_os("LANG").unwrap_or_else(|| "C.UTF-8".into())),
+        (
+            "LANG".into(),
+            std::env::var_os("LANG").unwrap_or_else(|| "C.UTF-8".into()),
+        ),
         ("TERM".into(), std::env::var_os("TERM").unwrap_or_else(|| "dumb".into())),
         ("STOCKADE_JOB_ID".into(), job_id.clone().into()),
     ];
@@ -524,7 +555,9 @@ fn build_plan(p: &Policy, a: &JobSpec, job_id: String, state_root: PathBuf) -> R
             private: false,
         });
         let eg = p.egress.clone();
-        net_setup = Some(Box::new(move || stockade_egress::setup_netns(&eg).map_err(|e| chain(&e))));
+        net_setup = Some(Box::new(move || {
+            stockade_egress::setup_netns(&eg).map_err(|e| chain(&e))
+        }));
     }
     let binds = p
         .filesystem
