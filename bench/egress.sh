@@ -82,14 +82,25 @@ start=$(awk '/Egress::start/ {print $3}' "$work/timing.txt" | median)
 printf 'egress start-up  setup_netns %.3f ms (in the job namespace) + Egress::start %.3f ms (supervisor, overlaps the job)\n' \
   "$(awk -v x="$setup" 'BEGIN{print x/1000}')" "$(awk -v x="$start" 'BEGIN{print x/1000}')"
 if [ "$have_stockade" = 1 ] && "$STOCKADE" run --help 2>/dev/null | grep -q -- '--egress'; then
-  # Interleaved, so that the machine's load drifts equally over both.
+  # Interleaved, and in alternating order, so that load drift and order effects fall equally
+  # on both.
   : >"$work/run-off.txt"; : >"$work/run-on.txt"; : >"$work/run-diff.txt"
-  for _ in $(seq 40); do
-    s=$(date +%s%N); "$STOCKADE" run -- true >/dev/null 2>&1 || true; m=$(date +%s%N)
-    "$STOCKADE" run --egress allowlist --allow-domain bench.test -- true >/dev/null 2>&1 || true; e=$(date +%s%N)
-    echo $(( (m - s) / 1000 )) >>"$work/run-off.txt"
-    echo $(( (e - m) / 1000 )) >>"$work/run-on.txt"
-    echo $(( (e - m) - (m - s) )) | awk '{print $1/1000}' >>"$work/run-diff.txt"
+  one() { # MODE -> wall time in us
+    local s e
+    s=$(date +%s%N)
+    if [ "$1" = on ]; then
+      "$STOCKADE" run --egress allowlist --allow-domain bench.test -- true >/dev/null 2>&1 || true
+    else
+      "$STOCKADE" run -- true >/dev/null 2>&1 || true
+    fi
+    e=$(date +%s%N)
+    echo $(( (e - s) / 1000 ))
+  }
+  for i in $(seq 40); do
+    if [ $((i % 2)) = 0 ]; then off_t=$(one off); on_t=$(one on); else on_t=$(one on); off_t=$(one off); fi
+    echo "$off_t" >>"$work/run-off.txt"
+    echo "$on_t" >>"$work/run-on.txt"
+    echo $((on_t - off_t)) >>"$work/run-diff.txt"
   done
   off=$(median <"$work/run-off.txt"); on=$(median <"$work/run-on.txt"); diff=$(median <"$work/run-diff.txt")
   awk -v a="$off" -v b="$on" -v d="$diff" 'BEGIN { printf "stockade run     egress off %.2f ms | on %.2f ms (%.2fx; median paired difference %+.2f ms)   goal <= +1.5 ms\n", a/1000, b/1000, b/a, d/1000 }'
