@@ -15,6 +15,13 @@ pub const BLOCKED: i32 = 120;
 /// the job never started.
 pub const REFUSED: i32 = 123;
 
+/// `audit` and `host-check`: nothing at or above --fail-on.
+pub const CLEAN: i32 = 0;
+/// `audit` and `host-check`: findings at or above --fail-on.
+pub const FINDINGS: i32 = 1;
+/// `audit` and `host-check`: a usage or I/O error.
+pub const USAGE_OR_IO: i32 = 2;
+
 pub const HELP: &str = "\
 Exit codes of `stockade run`:
   N        the job's own exit status

@@ -1,6 +1,7 @@
 //! `stockade audit [PATH...]`: the static audit of CI runner configuration, its flags, its
 //! config file, its output formats and its exit code (0 clean, 1 findings, 2 usage or I/O).
 
+use crate::exit;
 use anyhow::Context;
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -39,11 +40,6 @@ pub struct Args {
     list_rules: bool,
 }
 
-/// Exit codes of `stockade audit` (also in exit.rs HELP).
-const CLEAN: i32 = 0;
-const FINDINGS: i32 = 1;
-const USAGE_OR_IO: i32 = 2;
-
 pub fn main(args: Args) -> anyhow::Result<i32> {
     let out = std::io::stdout();
     let mut out = out.lock();
@@ -54,17 +50,17 @@ pub fn main(args: Args) -> anyhow::Result<i32> {
             _ => plain_rules(),
         };
         out.write_all(text.as_bytes()).context("writing to stdout")?;
-        return Ok(CLEAN);
+        return Ok(exit::CLEAN);
     }
     if matches!(args.format, Format::Markdown) {
         eprintln!("stockade: error: --format markdown only goes with --list-rules");
-        return Ok(USAGE_OR_IO);
+        return Ok(exit::USAGE_OR_IO);
     }
     let cfg = match load_config(&args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("stockade: error: {e:#}");
-            return Ok(USAGE_OR_IO);
+            return Ok(exit::USAGE_OR_IO);
         }
     };
 
@@ -88,7 +84,7 @@ pub fn main(args: Args) -> anyhow::Result<i32> {
             }
             let chain = anyhow::Error::new(e);
             eprintln!("stockade: error: {chain:#}");
-            return Ok(USAGE_OR_IO);
+            return Ok(exit::USAGE_OR_IO);
         }
     };
     if let Some(b) = &bar {
@@ -140,10 +136,10 @@ pub fn main(args: Args) -> anyhow::Result<i32> {
     out.flush().context("writing to stdout")?;
 
     if outcome.io_errors {
-        return Ok(USAGE_OR_IO);
+        return Ok(exit::USAGE_OR_IO);
     }
     let failing = outcome.findings.iter().any(|f| f.severity >= args.fail_on);
-    Ok(if failing { FINDINGS } else { CLEAN })
+    Ok(if failing { exit::FINDINGS } else { exit::CLEAN })
 }
 
 const REPOSITORY: &str = "https://example.invalid/stockade";

@@ -1,6 +1,7 @@
 //! `stockade host-check`: runs the runner-host checklist, read-only, against the live system or
 //! a mounted image, prints it as a table, JSON or SARIF, and exits 0, 1 (failures) or 2 (error).
 
+use crate::exit;
 use anyhow::Context;
 use std::io::Write;
 use std::path::PathBuf;
@@ -33,17 +34,12 @@ pub struct Args {
     probe: bool,
 }
 
-/// Exit codes of `stockade host-check` (also in exit.rs HELP), as for `stockade audit`.
-const CLEAN: i32 = 0;
-const FAILED: i32 = 1;
-pub const USAGE_OR_IO: i32 = 2;
-
 pub fn main(args: Args) -> anyhow::Result<i32> {
     let host = match Host::open(&args.root) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("stockade: error: host-check --root: {e}");
-            return Ok(USAGE_OR_IO);
+            return Ok(exit::USAGE_OR_IO);
         }
     };
     let results = stockade_hostcheck::run(&host, args.probe);
@@ -59,8 +55,8 @@ pub fn main(args: Args) -> anyhow::Result<i32> {
         .and_then(|()| out.flush())
         .context("host-check: writing the report to stdout")?;
     Ok(if any_failed_at_or_above(&results, args.fail_on) {
-        FAILED
+        exit::FINDINGS
     } else {
-        CLEAN
+        exit::CLEAN
     })
 }
