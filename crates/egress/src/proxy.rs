@@ -132,14 +132,7 @@ async fn explicit(state: &State, client: TcpStream) {
                 let r = relay(state, &mut p, client, upstream, rest, check, true).await;
                 finish(p, r);
             }
-            Err(f) => {
-                let resp = match &f {
-                    Fail::Refused(why) => refusal_response("403 Forbidden", why),
-                    Fail::Error(why) => refusal_response("502 Bad Gateway", why),
-                };
-                let _ = write_all(&client, &resp).await;
-                finish(p, Err(f));
-            }
+            Err(f) => answer_failure(&client, p, f).await,
         }
         return;
     }
@@ -199,15 +192,7 @@ async fn explicit(state: &State, client: TcpStream) {
     }
     let (upstream, _check) = match open_target(state, &mut p, host, port).await {
         Ok(x) => x,
-        Err(f) => {
-            let resp = match &f {
-                Fail::Refused(why) => refusal_response("403 Forbidden", why),
-                Fail::Error(why) => refusal_response("502 Bad Gateway", why),
-            };
-            let _ = write_all(&client, &resp).await;
-            finish(p, Err(f));
-            return;
-        }
+        Err(f) => return answer_failure(&client, p, f).await,
     };
     // Origin-form request line; one request per upstream connection (Connection: close), so
     // a later request on the client's connection cannot ride to another host.
@@ -239,6 +224,17 @@ fn same_host(a: &str, b: &str) -> bool {
             _ => false,
         },
     }
+}
+
+/// Tells an explicit-proxy client why its request failed (403 refused, 502 upstream error), then
+/// logs the attempt.
+async fn answer_failure(client: &TcpStream, p: Pending, f: Fail) {
+    let resp = match &f {
+        Fail::Refused(why) => refusal_response("403 Forbidden", why),
+        Fail::Error(why) => refusal_response("502 Bad Gateway", why),
+    };
+    let _ = write_all(client, &resp).await;
+    finish(p, Err(f));
 }
 
 fn finish(p: Pending, r: Result<(), Fail>) {

@@ -2,6 +2,9 @@
 //! `stockade run --pool --context`, which refuses a job its pool refuses and otherwise runs it
 //! under the pool's settings (real sandboxes, as root).
 
+#[macro_use]
+mod support;
+
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -168,23 +171,6 @@ fn bad_input_is_one_line_naming_the_field_and_exits_125() {
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(stdout(&o).is_empty());
     }
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
-}
-
-macro_rules! need_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: these tests need root (CI runs as root)");
-            return;
-        }
-    };
 }
 
 struct Dir(PathBuf);

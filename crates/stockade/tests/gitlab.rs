@@ -9,6 +9,9 @@
 //! gets SIGTERM on its process group, then SIGKILL after the grace period. The jobs run in real
 //! sandboxes, as root.
 
+#[macro_use]
+mod support;
+
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -18,23 +21,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_stockade");
 const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/gitlab");
 /// The uid and gid stockade gives job workspaces and caches on disk.
 const WORKSPACE_OWNER: u32 = 99_900_000;
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
-}
-
-macro_rules! need_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: these tests need root (CI runs as root)");
-            return;
-        }
-    };
-}
 
 mod sim {
     use super::*;

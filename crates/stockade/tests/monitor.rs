@@ -2,6 +2,9 @@
 //! (and be stopped in block mode), benign builds must stay clean once a baseline is learned, and
 //! the HTML report must load in headless Chromium. Run as root (the proc connector needs it).
 
+#[macro_use]
+mod support;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -9,15 +12,6 @@ use std::process::{Command, Output};
 const BIN: &str = env!("CARGO_BIN_EXE_stockade");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/monitor");
 const BLOCKED: i32 = 120;
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
 
 /// A fresh directory for one test, removed when dropped.
 struct Dir(PathBuf);
@@ -95,15 +89,6 @@ fn sh(script: &str) -> Vec<&str> {
     vec!["sh", "-c", script]
 }
 
-macro_rules! need_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: the monitor needs root (proc connector, fanotify)");
-            return;
-        }
-    };
-}
-
 /// Audit mode records the attack; block mode stops it before its next step and exits 120.
 fn attack(name: &str, flags: &[&str], script: &str, id: &str) {
     let dir = Dir::new(name);
@@ -140,7 +125,7 @@ fn attack(name: &str, flags: &[&str], script: &str, id: &str) {
 
 #[test]
 fn reading_another_processes_memory_is_detected_and_blocked() {
-    need_root!();
+    need_root!("the monitor needs root (proc connector, fanotify)");
     attack(
         "mem",
         &[],
@@ -151,7 +136,7 @@ fn reading_another_processes_memory_is_detected_and_blocked() {
 
 #[test]
 fn a_shell_rc_write_outside_the_workspace_is_a_persistence_attempt() {
-    need_root!();
+    need_root!("the monitor needs root (proc connector, fanotify)");
     attack(
         "rc",
         &[],
@@ -162,7 +147,7 @@ fn a_shell_rc_write_outside_the_workspace_is_a_persistence_attempt() {
 
 #[test]
 fn a_mount_attempt_is_a_privilege_escalation_attempt() {
-    need_root!();
+    need_root!("the monitor needs root (proc connector, fanotify)");
     attack(
         "mount",
         &[],
@@ -173,7 +158,7 @@ fn a_mount_attempt_is_a_privilege_escalation_attempt() {
 
 #[test]
 fn a_reverse_shell_toward_a_listener_is_detected_and_blocked() {
-    need_root!();
+    need_root!("the monitor needs root (proc connector, fanotify)");
     // The listener runs inside the job's own network namespace, on its loopback.
     let script = r#"python3 -c "
 import socket
@@ -186,7 +171,7 @@ c, _ = s.accept(); c.sendall(b'exit\n'); c.recv(100)
 
 #[test]
 fn a_modified_tracked_source_file_is_source_tampering() {
-    need_root!();
+    need_root!("the monitor needs root (proc connector, fanotify)");
     let dir = Dir::new("source");
     let ws = dir.path("ws");
     std::fs::create_dir_all(ws.join("src")).unwrap();
@@ -241,7 +226,7 @@ fn a_modified_tracked_source_file_is_source_tampering() {
 
 #[test]
 fn a_process_left_behind_is_a_persistence_attempt_and_fails_the_job_in_block_mode() {
-    need_root!();
+    need_root!("the monitor needs root (proc connector, fanotify)");
     let dir = Dir::new("left");
     let script = "setsid nohup sleep 1000 >/dev/null 2>&1 & sleep 0.3";
     let audit = run(&dir, "audit", &[], &sh(script));
@@ -255,7 +240,7 @@ fn a_process_left_behind_is_a_persistence_attempt_and_fails_the_job_in_block_mod
 
 #[test]
 fn a_miner_like_cpu_burn_against_a_baseline_is_a_cpu_anomaly() {
-    need_root!();
+    need_root!("the monitor needs root (proc connector, fanotify)");
     let dir = Dir::new("miner");
     for i in 0..2 {
         let r = run(&dir, &format!("learn{i}"), &[], &sh("sleep 2; echo built"));
@@ -342,7 +327,7 @@ fn egress_and_dns_detections_from_a_report() {
 
 #[test]
 fn every_exec_is_recorded_with_argv_masked_cwd_uid_times_and_status() {
-    need_root!();
+    need_root!("the monitor needs root (proc connector, fanotify)");
     let dir = Dir::new("tree");
     std::fs::write(dir.path("token"), "s3cr3t-t0ken\n").unwrap();
     let secret = format!("TOKEN=@{}", dir.path("token").display());
@@ -403,7 +388,7 @@ fn every_exec_is_recorded_with_argv_masked_cwd_uid_times_and_status() {
 /// raises nothing at or above medium in block mode.
 #[test]
 fn benign_builds_are_clean_once_a_baseline_is_learned() {
-    need_root!();
+    need_root!("the monitor needs root (proc connector, fanotify)");
     let dir = Dir::new("benign");
     let sysroot = String::from_utf8(
         Command::new("rustc")
@@ -632,7 +617,7 @@ fn bad_reports_and_baselines_are_one_line_errors() {
 
 #[test]
 fn run_rejects_monitor_flags_that_cannot_work() {
-    need_root!();
+    need_root!("the monitor needs root (proc connector, fanotify)");
     for args in [
         vec!["run", "--protect-source", "--", "true"],
         vec!["run", "--mode", "off", "--baseline", "/nonexistent", "--", "true"],

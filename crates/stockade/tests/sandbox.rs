@@ -1,29 +1,14 @@
 //! End-to-end tests of `stockade run`: the real binary, the real kernel, a probe inside the
 //! sandbox that reports what it can see and do. They need root (CI runs as root).
 
+#[macro_use]
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_stockade");
-
-fn root() -> bool {
-    // SAFETY-free check: /proc/self/status Uid line.
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
-}
-
-macro_rules! need_root {
-    () => {
-        if !root() {
-            eprintln!("skipped: these tests need root (CI runs as root)");
-            return;
-        }
-    };
-}
 
 /// A private state dir per test, so parallel tests never share job state.
 fn state_dir(name: &str) -> PathBuf {
