@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Egress benchmark, in one run, against the same local server on 127.0.0.1:
-#   1. throughput of a 1 GiB download through the proxy (explicit and transparent) vs direct
-#      loopback (goal >= 0.8x);
+#   1. throughput of a 1 GiB download with the same client (curl) and server, in rotating order:
+#      direct on the host's loopback; "direct in a job netns" (client and a second server inside
+#      a namespace egress set up, its nftables and conntrack included, no proxy: the fairest
+#      peer); through the proxy (explicit and transparent); goal >= 0.8x. Medians of RUNS runs,
+#      and the CPU seconds per GiB of client, server and supervisor (where the bytes cost);
 #   2. added latency per new connection, median over many requests (goal <= 0.5 ms);
 #   3. DNS answer latency of the job's resolver (goal <= 0.2 ms);
 #   4. start-up cost of egress: setup_netns + Egress::start, and `stockade run -- true` with
@@ -48,16 +51,61 @@ in_job() { "$TRY" --timing --policy-json "$POLICY" -- sh -c "$1" 2>>"$work/timin
 echo "== egress benchmark ($(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), $RUNS runs)"
 start_server
 
-# 1. Throughput.
-for _ in $(seq "$RUNS"); do
-  curl -s --noproxy '*' -o /dev/null -w '%{speed_download}\n' "http://127.0.0.1:$PORT/bytes/$GIB"
-done >"$work/direct.txt"
-in_job "for i in \$(seq $RUNS); do curl -s -o /dev/null -w '%{speed_download}\n' http://bench.test:$PORT/bytes/$GIB; done" >"$work/proxy.txt"
-in_job "for i in \$(seq $RUNS); do curl -s --noproxy '*' -o /dev/null -w '%{speed_download}\n' http://bench.test:$PORT/bytes/$GIB; done" >"$work/transparent.txt"
-d=$(median <"$work/direct.txt"); p=$(median <"$work/proxy.txt"); t=$(median <"$work/transparent.txt")
-printf '1 GiB download   direct %6.0f MB/s | proxy %6.0f MB/s (%sx) | transparent %6.0f MB/s (%sx)   goal >= 0.8x\n' \
-  "$(awk -v x="$d" 'BEGIN{print x/1e6}')" "$(awk -v x="$p" 'BEGIN{print x/1e6}')" "$(ratio "$p" "$d")" \
-  "$(awk -v x="$t" 'BEGIN{print x/1e6}')" "$(ratio "$t" "$d")"
+# 1. Throughput. Each line of $work/tp.txt: MODE MB/s CLIENT_CPU SERVER_CPU SUPERVISOR_CPU (s).
+CLK="$(getconf CLK_TCK)"
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+secs() { awk -v t="$1" -v c="$CLK" 'BEGIN {printf "%.3f", t / c}'; }
+field() { awk -v k="$1" '$1 == k {print $2 + $3; exit}'; } # "KEY A [B]" -> A+B
+PORT_IN=$((PORT + 1))
+tp_direct() {
+  local s0 out
+  s0=$(ticks "$server_pid")
+  out=$({ /usr/bin/time -f 'cpu %U %S' curl -s --noproxy '*' -o /dev/null -w 'speed %{speed_download}\n' \
+    "http://127.0.0.1:$PORT/bytes/$GIB"; } 2>&1)
+  echo "direct $(field speed <<<"$out") $(field cpu <<<"$out") $(secs $(($(ticks "$server_pid") - s0))) 0"
+}
+tp_proxied() { # MODE CURL_FLAGS
+  local s0 out
+  s0=$(ticks "$server_pid")
+  out=$("$TRY" --timing --policy-json "$POLICY" -- sh -c \
+    "/usr/bin/time -f 'cpu %U %S' curl -s $2 -o /dev/null -w 'speed %{speed_download}\n' http://bench.test:$PORT/bytes/$GIB" 2>&1)
+  local sup
+  sup=$(awk '/supervisor cpu_ticks/ {print $4}' <<<"$out")
+  echo "$1 $(field speed <<<"$out") $(field cpu <<<"$out") $(secs $(($(ticks "$server_pid") - s0))) $(secs "${sup:-0}")"
+}
+tp_in_netns() {
+  local out
+  out=$("$TRY" --policy-json "$POLICY" -- sh -c \
+    "\"$TRY\" probe serve-http 127.0.0.1:$PORT_IN >/dev/null & s=\$!
+     for i in \$(seq 200); do curl -s -o /dev/null http://127.0.0.1:$PORT_IN/ && break; sleep 0.01; done
+     t0=\$(awk '{print \$14 + \$15}' /proc/\$s/stat)
+     /usr/bin/time -f 'cpu %U %S' curl -s --noproxy '*' -o /dev/null -w 'speed %{speed_download}\n' http://127.0.0.1:$PORT_IN/bytes/$GIB
+     echo server \$((\$(awk '{print \$14 + \$15}' /proc/\$s/stat) - t0)); kill \$s" 2>&1)
+  echo "in-netns $(field speed <<<"$out") $(field cpu <<<"$out") $(secs "$(field server <<<"$out")") 0"
+}
+: >"$work/tp.txt"
+for i in $(seq "$RUNS"); do
+  # Rotate the order, so that load drift and cache state fall on every mode alike.
+  order=(direct in-netns proxy transparent)
+  for k in 0 1 2 3; do
+    case "${order[$(((k + i) % 4))]}" in
+      direct) tp_direct ;;
+      in-netns) tp_in_netns ;;
+      proxy) tp_proxied proxy "" ;;
+      transparent) tp_proxied transparent "--noproxy '*'" ;;
+    esac
+  done >>"$work/tp.txt"
+done
+col() { awk -v m="$1" -v c="$2" '$1 == m {print $c}' "$work/tp.txt" | median; }
+d=$(col direct 2); n=$(col in-netns 2); p=$(col proxy 2); t=$(col transparent 2)
+printf '1 GiB download   direct %6.0f MB/s | in a job netns, no proxy %6.0f MB/s | proxy %6.0f MB/s (%sx direct, %sx in-netns) | transparent %6.0f MB/s (%sx, %sx)   goal >= 0.8x\n' \
+  "$(awk -v x="$d" 'BEGIN{print x/1e6}')" "$(awk -v x="$n" 'BEGIN{print x/1e6}')" \
+  "$(awk -v x="$p" 'BEGIN{print x/1e6}')" "$(ratio "$p" "$d")" "$(ratio "$p" "$n")" \
+  "$(awk -v x="$t" 'BEGIN{print x/1e6}')" "$(ratio "$t" "$d")" "$(ratio "$t" "$n")"
+for m in direct in-netns proxy transparent; do
+  printf '  CPU s/GiB %-12s client %.2f  server %.2f  supervisor %.2f  total %.2f\n' "$m" "$(col $m 3)" "$(col $m 4)" \
+    "$(col $m 5)" "$(awk -v a="$(col $m 3)" -v b="$(col $m 4)" -v c="$(col $m 5)" 'BEGIN {print a + b + c}')"
+done
 
 # 2. Latency of a new connection: one small request per connection, LAT_N of them.
 urls() { for _ in $(seq "$LAT_N"); do printf '%s ' "$1"; done; }
@@ -81,7 +129,9 @@ setup=$(awk '/setup_netns/ {print $3}' "$work/timing.txt" | median)
 start=$(awk '/Egress::start/ {print $3}' "$work/timing.txt" | median)
 printf 'egress start-up  setup_netns %.3f ms (in the job namespace) + Egress::start %.3f ms (supervisor, overlaps the job)\n' \
   "$(awk -v x="$setup" 'BEGIN{print x/1000}')" "$(awk -v x="$start" 'BEGIN{print x/1000}')"
-if [ "$have_stockade" = 1 ] && "$STOCKADE" run --help 2>/dev/null | grep -q -- '--egress'; then
+# (grep -c reads all of the help: with grep -q, stockade could die of SIGPIPE and pipefail
+# would take that for "no --egress".)
+if [ "$have_stockade" = 1 ] && "$STOCKADE" run --help 2>/dev/null | grep -c -- '--egress' >/dev/null; then
   # Interleaved, and in alternating order, so that load drift and order effects fall equally
   # on both.
   : >"$work/run-off.txt"; : >"$work/run-on.txt"; : >"$work/run-diff.txt"

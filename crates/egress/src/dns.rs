@@ -12,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 use crate::log::{Pending, Protocol, Via};
+use crate::owner::{Key, Slot, Table};
 use crate::policy::normalize_name;
 use crate::state::State;
 use crate::upstream::Lookup;
@@ -30,8 +31,14 @@ pub async fn serve_udp(state: Arc<State>, sock: UdpSocket) {
         let q = buf[..n].to_vec();
         let state = state.clone();
         let sock = sock.clone();
+        // Most often the asker's socket is unconnected or connected to us (resolv.conf).
+        let owner = state.owners.find(Key {
+            table: Table::Udp,
+            local: peer,
+            remote: Some(SocketAddr::V4(crate::netns::DNS_ADDR)),
+        });
         tokio::spawn(async move {
-            if let Some(resp) = answer(&state, &q, Via::DnsUdp, Some(peer)).await {
+            if let Some(resp) = answer(&state, &q, Via::DnsUdp, Some(peer), Some(owner)).await {
                 let _ = sock.send_to(&resp, peer).await;
             }
         });
@@ -52,6 +59,13 @@ pub async fn serve_tcp(state: Arc<State>, listener: TcpListener) {
 }
 
 async fn tcp_conn(state: &State, mut s: TcpStream, peer: SocketAddr) -> std::io::Result<()> {
+    // What the job connected to: a redirected connection's original destination, or us.
+    let remote = crate::proxy::original_dst(&s).or_else(|| s.local_addr().ok());
+    let owner = state.owners.find(Key {
+        table: Table::Tcp,
+        local: peer,
+        remote,
+    });
     loop {
         let len = match tokio::time::timeout(TCP_IDLE, s.read_u16()).await {
             Ok(Ok(l)) => l as usize,
@@ -61,7 +75,7 @@ async fn tcp_conn(state: &State, mut s: TcpStream, peer: SocketAddr) -> std::io:
         tokio::time::timeout(TCP_IDLE, s.read_exact(&mut q))
             .await
             .map_err(|_| std::io::ErrorKind::TimedOut)??;
-        let Some(resp) = answer(state, &q, Via::DnsTcp, Some(peer)).await else {
+        let Some(resp) = answer(state, &q, Via::DnsTcp, Some(peer), Some(owner.clone())).await else {
             return Ok(());
         };
         let mut out = (resp.len() as u16).to_be_bytes().to_vec();
@@ -83,7 +97,16 @@ fn reply(req: &Message, code: ResponseCode) -> Message {
 }
 
 /// The answer to one DNS message, or `None` to stay silent (not a query, or unparsable).
-pub async fn answer(state: &State, q: &[u8], via: Via, source: Option<SocketAddr>) -> Option<Vec<u8>> {
+/// `owner`: the lookup of the job process that asked. A refused question's answer waits for it
+/// (briefly), so the asker is known; an allowed one does not, to keep name lookups fast, and its
+/// event names the asker only if it still holds its socket when the lookup runs.
+pub async fn answer(
+    state: &State,
+    q: &[u8],
+    via: Via,
+    source: Option<SocketAddr>,
+    owner: Option<Arc<Slot>>,
+) -> Option<Vec<u8>> {
     let req = match Message::from_vec(q) {
         Ok(m) => m,
         Err(_) if q.len() >= 12 => {
@@ -107,15 +130,18 @@ pub async fn answer(state: &State, q: &[u8], via: Via, source: Option<SocketAddr
     let mut p = Pending::new(state.sink.clone(), Protocol::Dns, via, 53);
     p.event.source = source;
     p.event.query_type = Some(rtype.to_string());
+    p.owner = owner;
     let Some(name) = normalize_name(&raw_name) else {
         p.event.name = Some(raw_name);
         state.judge(&mut p, false, "not a host name".into());
+        settle(&p).await;
         p.finish(None);
         return reply(&req, ResponseCode::NXDomain).to_vec().ok();
     };
     p.event.name = Some(name.clone());
     let d = state.policy.check_dns(&name);
     if !state.judge(&mut p, d.allowed, d.rule) {
+        settle(&p).await;
         p.finish(None);
         return reply(&req, ResponseCode::NXDomain).to_vec().ok();
     }
@@ -158,6 +184,16 @@ pub async fn answer(state: &State, q: &[u8], via: Via, source: Option<SocketAddr
             }
         }
     }
+    if p.event.verdict != crate::log::Verdict::Allowed {
+        // Audit mode: flagged, which matters as much as refused.
+        settle(&p).await;
+    }
     p.finish(None);
     resp.to_vec().ok()
+}
+
+async fn settle(p: &Pending) {
+    if let Some(o) = &p.owner {
+        o.settled(crate::supervisor::OWNER_WAIT).await;
+    }
 }

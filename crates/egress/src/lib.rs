@@ -27,7 +27,9 @@
 //!     // In the job's init, inside its user+network namespace, lo up:
 //!     let fds = stockade_egress::setup_netns(&policy)?;
 //!     // ... fds travel to the supervisor over the sandbox's channel ...
-//!     let egress = Egress::start(&policy, fds)?;
+//!     // The sandbox's init pid: each event then names the job process behind it.
+//!     let config = stockade_egress::StartConfig { job_init_pid: Some(4242) };
+//!     let egress = Egress::start(&policy, fds, config)?;
 //!     // ... the job runs and ends ...
 //!     let log = egress.finish();
 //!     eprint!("{}", log.summary());
@@ -44,6 +46,8 @@ mod log;
 mod names;
 mod netlink;
 mod netns;
+mod nflog;
+mod owner;
 mod policy;
 mod presets;
 mod proxy;
@@ -57,10 +61,10 @@ use std::os::fd::OwnedFd;
 
 pub use addr::forbidden as forbidden_address;
 pub use env::{job_env, resolv_conf};
-pub use log::{EgressEvent, EgressLog, MAX_EVENTS, Protocol, Verdict, Via};
-pub use netns::{DNS_ADDR, NFT_TABLE, NetnsError, PROXY_ADDR};
+pub use log::{EgressEvent, EgressLog, EventHook, MAX_EVENTS, MAX_PACKET_EVENTS, Protocol, Verdict, Via};
+pub use netns::{DNS_ADDR, NFT_TABLE, NetnsError, PROXY_ADDR, PROXY_ADDR6};
 pub use policy::{EgressCli, EgressPolicy, Mode, PolicyError};
-pub use supervisor::{Egress, StartError};
+pub use supervisor::{Egress, StartConfig, StartError};
 
 /// Every way egress can fail; each variant names the step.
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +78,8 @@ pub enum EgressError {
 }
 
 /// Sets up the job's network namespace for egress; see [`netns::setup_netns`].
-/// Returns the sockets (proxy TCP, DNS UDP, DNS TCP) for [`Egress::start`].
+/// Returns the sockets (proxy TCP, DNS UDP, DNS TCP, NFLOG, sock_diag, and the proxy's IPv6
+/// listener where the namespace has IPv6) for [`Egress::start`].
 pub fn setup_netns(policy: &EgressPolicy) -> Result<Vec<OwnedFd>, EgressError> {
     policy.validate()?;
     Ok(netns::setup_netns(policy)?)

@@ -10,9 +10,15 @@ use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
 
+use crate::owner::Slot;
+
 /// Events kept per job; past this, attempts are only counted (a DNS flood must not exhaust the
 /// supervisor's memory).
 pub const MAX_EVENTS: usize = 100_000;
+
+/// Refused packets (UDP, ICMP, IPv6, other protocols) kept per job as events; past this they
+/// are only counted, so a packet flood costs a counter, not memory.
+pub const MAX_PACKET_EVENTS: u64 = 1_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -25,6 +31,12 @@ pub enum Protocol {
     Http,
     /// Other TCP: decided by the name the job resolved, the CONNECT host, or allow_cidrs.
     Tcp,
+    /// UDP other than DNS: refused by the job's firewall.
+    Udp,
+    /// ICMP or ICMPv6 (ping): refused by the job's firewall.
+    Icmp,
+    /// Any other IP protocol (SCTP, GRE, ...): refused by the job's firewall; `rule` names it.
+    Other,
 }
 
 /// How the attempt reached stockade.
@@ -39,6 +51,9 @@ pub enum Via {
     ProxyRequest,
     /// A connection that ignored the proxy settings and was redirected.
     Transparent,
+    /// A packet the firewall in the job's namespace refused (UDP other than DNS, ICMP, IPv6,
+    /// other protocols), read from its NFLOG group.
+    Firewall,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -55,8 +70,12 @@ pub enum Verdict {
 pub struct EgressEvent {
     /// When the attempt began, RFC 3339 UTC.
     pub time: String,
-    /// The process that made it, where known.
+    /// The job process that held the socket (its pid in the supervisor's pid namespace), where
+    /// known: absent when the socket was closed before stockade could look it up.
     pub pid: Option<u32>,
+    /// That process's name (/proc/PID/comm) and executable, where known.
+    pub comm: Option<String>,
+    pub exe: Option<String>,
     /// The job-side socket address (inside the job's network namespace): with the time, it
     /// identifies the socket for a monitor that knows the job's processes.
     pub source: Option<SocketAddr>,
@@ -67,7 +86,8 @@ pub struct EgressEvent {
     /// The address stockade resolved and connected to (DNS: the upstream answer, if asked).
     pub address: Option<IpAddr>,
     pub port: u16,
-    /// Where the job itself tried to go (transparent connections), if not via the proxy.
+    /// Where the job itself tried to go (transparent connections, refused packets), if not via
+    /// the proxy.
     pub client_target: Option<SocketAddr>,
     /// DNS only: the question's type (A, AAAA, TXT, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -80,6 +100,9 @@ pub struct EgressEvent {
     pub bytes_up: u64,
     pub bytes_down: u64,
     pub duration_ms: f64,
+    /// Plain HTTP relayed by the proxy: the status of upstream's (final) response, read from its
+    /// first bytes without buffering the body. `None` for CONNECT tunnels, TLS and other TCP.
+    pub http_status: Option<u16>,
 }
 
 /// Everything egress saw during one job.
@@ -89,6 +112,9 @@ pub struct EgressLog {
     pub events: Vec<EgressEvent>,
     /// Attempts past `MAX_EVENTS`, counted but not kept.
     pub dropped_events: u64,
+    /// Refused packets past `MAX_PACKET_EVENTS`, or lost when the log socket overflowed:
+    /// counted but not kept.
+    pub dropped_packets: u64,
 }
 
 impl EgressLog {
@@ -109,6 +135,9 @@ impl EgressLog {
         for e in &self.events {
             let dest = match (&e.name, e.protocol, e.client_target) {
                 (Some(n), Protocol::Dns, _) => format!("dns {n}"),
+                (None, Protocol::Udp, Some(t)) => format!("udp {t}"),
+                (None, Protocol::Icmp, Some(t)) => format!("icmp {}", t.ip()),
+                (None, Protocol::Other, Some(t)) => format!("ip {}", t.ip()),
                 (Some(n), _, _) => format!("{n}:{}", e.port),
                 (None, _, Some(t)) => t.to_string(),
                 (None, _, None) => format!("?:{}", e.port),
@@ -135,6 +164,9 @@ impl EgressLog {
                 String::new()
             }
         );
+        if self.dropped_packets > 0 {
+            let _ = writeln!(out, "  +{} refused packets counted, not kept", self.dropped_packets);
+        }
         for (verdict, title) in [
             (Verdict::Refused, "refused"),
             (Verdict::Flagged, "flagged (audit: the allowlist would refuse)"),
@@ -189,12 +221,33 @@ fn human(b: u64) -> String {
     }
 }
 
+/// A finished event and, if one was asked for, the lookup of the process behind it.
+type Kept = (EgressEvent, Option<Arc<Slot>>);
+
+/// Called with each event as it is logged (the live monitor: block mode stops a job at its
+/// first refused connection, not at its end).
+pub type EventHook = Arc<dyn Fn(&EgressEvent) + Send + Sync>;
+
+#[derive(Clone)]
+struct Hook(EventHook);
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
+}
+
 /// Where finished events go; shared by every task of the supervisor.
 #[derive(Debug, Default)]
 pub struct Sink {
-    inner: Mutex<(Vec<EgressEvent>, u64)>,
+    inner: Mutex<(Vec<Kept>, u64)>,
+    /// Set once; read under `inner`'s lock so that each event reaches it exactly once.
+    hook: std::sync::OnceLock<Hook>,
     /// Attempts begun and not yet logged.
     active: AtomicU64,
+    /// Refused packets seen, and those not kept.
+    packets: AtomicU64,
+    dropped_packets: AtomicU64,
 }
 
 impl Sink {
@@ -207,20 +260,73 @@ impl Sink {
         g.0.len() + g.1 as usize
     }
 
-    pub fn push(&self, e: EgressEvent) {
+    pub fn push(&self, mut e: EgressEvent, owner: Option<Arc<Slot>>) {
+        // Most lookups have run by now (a connection's first reply waits for its own), so the
+        // hook sees the process too; those still running are filled in by `take`.
+        if let Some(o) = owner.as_deref().and_then(Slot::get) {
+            o.fill(&mut e);
+        }
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let hooked = self.hook.get().map(|h| (h.clone(), e.clone()));
         if g.0.len() < MAX_EVENTS {
-            g.0.push(e);
+            g.0.push((e, owner));
         } else {
             g.1 += 1;
         }
+        drop(g);
+        if let Some((h, e)) = hooked {
+            (h.0)(&e);
+        }
     }
 
-    pub fn take(&self) -> (Vec<EgressEvent>, u64) {
+    /// Hands every event to `hook` as it is logged, those logged so far first.
+    pub fn set_hook(&self, hook: EventHook) {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if self.hook.set(Hook(hook.clone())).is_err() {
+            return;
+        }
+        let so_far: Vec<EgressEvent> = g.0.iter().map(|k| k.0.clone()).collect();
+        drop(g);
+        for e in &so_far {
+            hook(e);
+        }
+    }
+
+    /// Whether one more refused packet may become an event; if not, it is counted.
+    pub fn admit_packet(&self) -> bool {
+        if self.packets.fetch_add(1, Ordering::Relaxed) < MAX_PACKET_EVENTS {
+            true
+        } else {
+            self.dropped_packets.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+    }
+
+    /// Refused packets the kernel could not hand over (the log socket was full).
+    pub fn lost_packets(&self, n: u64) {
+        self.dropped_packets.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The events in time order, each with its process where the lookup found one (call after
+    /// the lookups have run), the attempts not kept, and the refused packets not kept.
+    pub fn take(&self) -> (Vec<EgressEvent>, u64, u64) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let mut ev = std::mem::take(&mut g.0);
+        let kept = std::mem::take(&mut g.0);
+        let mut ev: Vec<EgressEvent> = kept
+            .into_iter()
+            .map(|(mut e, slot)| {
+                if let Some(o) = slot.as_deref().and_then(Slot::get) {
+                    o.fill(&mut e);
+                }
+                e
+            })
+            .collect();
         ev.sort_by(|a, b| a.time.cmp(&b.time));
-        (ev, std::mem::take(&mut g.1))
+        (
+            ev,
+            std::mem::take(&mut g.1),
+            self.dropped_packets.swap(0, Ordering::Relaxed),
+        )
     }
 }
 
@@ -229,6 +335,8 @@ impl Sink {
 pub struct Counters {
     pub up: AtomicU64,
     pub down: AtomicU64,
+    /// Upstream's HTTP status; 0 until read (the relay's two directions run apart).
+    pub http_status: std::sync::atomic::AtomicU16,
 }
 
 /// An event being built; it is logged when dropped, so a connection cut short by the end of the
@@ -236,6 +344,8 @@ pub struct Counters {
 pub struct Pending {
     pub event: EgressEvent,
     pub counters: Arc<Counters>,
+    /// The lookup of the job process behind the attempt, if one was queued.
+    pub owner: Option<Arc<Slot>>,
     started: Instant,
     sink: Arc<Sink>,
     done: bool,
@@ -248,6 +358,8 @@ impl Pending {
             event: EgressEvent {
                 time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
                 pid: None,
+                comm: None,
+                exe: None,
                 source: None,
                 protocol,
                 via,
@@ -262,8 +374,10 @@ impl Pending {
                 bytes_up: 0,
                 bytes_down: 0,
                 duration_ms: 0.0,
+                http_status: None,
             },
             counters: Arc::new(Counters::default()),
+            owner: None,
             started: Instant::now(),
             sink,
             done: false,
@@ -286,7 +400,11 @@ impl Pending {
         self.event.bytes_up = self.counters.up.load(Ordering::Relaxed);
         self.event.bytes_down = self.counters.down.load(Ordering::Relaxed);
         self.event.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
-        self.sink.push(self.event.clone());
+        let status = self.counters.http_status.load(Ordering::Relaxed);
+        if status != 0 {
+            self.event.http_status = Some(status);
+        }
+        self.sink.push(self.event.clone(), self.owner.clone());
         self.sink.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -321,11 +439,12 @@ mod tests {
         p.event.name = Some("secret.evil.test".into());
         p.event.rule = "name not in allowlist".into();
         drop(p); // logged on drop
-        let (events, dropped) = sink.take();
+        let (events, dropped, dropped_packets) = sink.take();
         let log = EgressLog {
             mode: "allowlist".into(),
             events,
             dropped_events: dropped,
+            dropped_packets,
         };
         assert_eq!(log.count(Verdict::Allowed), 3);
         assert_eq!(log.count(Verdict::Refused), 1);
@@ -344,5 +463,35 @@ mod tests {
         assert_eq!(json["events"][3]["via"], "dns-udp");
         assert_eq!(json["events"][0]["via"], "connect");
         assert_eq!(json["events"][0]["bytes_down"], 1024);
+        assert!(json["events"][0]["http_status"].is_null());
+        assert!(json["events"][0]["pid"].is_null());
+    }
+
+    #[test]
+    fn the_hook_sees_every_event_once_including_those_before_it() {
+        let sink = Arc::new(Sink::default());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = |name: &str| {
+            let mut p = Pending::new(sink.clone(), Protocol::Dns, Via::DnsUdp, 53);
+            p.event.name = Some(name.into());
+            p.finish(None);
+        };
+        log("before.test");
+        let s = seen.clone();
+        sink.set_hook(Arc::new(move |e: &EgressEvent| {
+            s.lock().unwrap().push(e.name.clone().unwrap_or_default())
+        }));
+        log("after.test");
+        assert_eq!(*seen.lock().unwrap(), ["before.test", "after.test"]);
+    }
+
+    #[test]
+    fn refused_packets_past_the_cap_are_counted_not_kept() {
+        let sink = Sink::default();
+        let kept = (0..MAX_PACKET_EVENTS + 250).filter(|_| sink.admit_packet()).count();
+        assert_eq!(kept as u64, MAX_PACKET_EVENTS);
+        sink.lost_packets(7);
+        let (_, _, dropped) = sink.take();
+        assert_eq!(dropped, 257);
     }
 }

@@ -33,6 +33,20 @@ pub enum NetlinkError {
     },
 }
 
+/// Clears NLM_F_ACK on every message but the last that has it: the kernel runs a batch in
+/// order and reports any failing message anyway, so one acknowledgement says all went through
+/// (saving a receive per message).
+pub fn ack_last_only(msgs: &mut [Vec<u8>]) {
+    let flags = |m: &Vec<u8>| u16::from_ne_bytes([m[6], m[7]]);
+    let Some(last) = msgs.iter().rposition(|m| m.len() >= 16 && flags(m) & NLM_F_ACK != 0) else {
+        return;
+    };
+    for m in msgs[..last].iter_mut().filter(|m| m.len() >= 16) {
+        let f = flags(m) & !NLM_F_ACK;
+        m[6..8].copy_from_slice(&f.to_ne_bytes());
+    }
+}
+
 /// One netlink message being written: header, fixed part, then attributes.
 pub struct Msg {
     buf: Vec<u8>,
@@ -122,15 +136,22 @@ pub fn netfilter_socket() -> Result<OwnedFd, NetlinkError> {
     socket(Some(netlink::NETFILTER))
 }
 
-/// Sends `msgs` in one datagram and waits for the acknowledgement of every sequence number in
-/// `acked` (messages carrying NLM_F_ACK). `what` names each acked message for errors.
+pub fn sock_diag_socket() -> Result<OwnedFd, NetlinkError> {
+    socket(Some(netlink::SOCK_DIAG))
+}
+
+/// Sends `msgs` in one datagram and waits for the acknowledgement of every message carrying
+/// NLM_F_ACK; an error for any message fails. `acked` names messages by sequence number, for
+/// errors.
 pub fn transact(fd: &OwnedFd, msgs: &[Vec<u8>], acked: &[(u32, &'static str)]) -> Result<(), NetlinkError> {
     let datagram: Vec<u8> = msgs.concat();
     let n = rustix::net::send(fd, &datagram, SendFlags::empty()).map_err(|e| NetlinkError::Send(e.into()))?;
     if n != datagram.len() {
         return Err(NetlinkError::Send(std::io::Error::other("short send")));
     }
-    let mut pending: Vec<(u32, &'static str)> = acked.to_vec();
+    let flagged = |m: &Vec<u8>| m.len() >= 16 && u16::from_ne_bytes([m[6], m[7]]) & NLM_F_ACK != 0;
+    let seq_of = |m: &Vec<u8>| u32::from_ne_bytes([m[8], m[9], m[10], m[11]]);
+    let mut pending: Vec<u32> = msgs.iter().filter(|m| flagged(m)).map(seq_of).collect();
     let mut buf = vec![0u8; 16384];
     while !pending.is_empty() {
         let (n, _) =
@@ -148,21 +169,14 @@ pub fn transact(fd: &OwnedFd, msgs: &[Vec<u8>], acked: &[(u32, &'static str)]) -
                     return Err(NetlinkError::Malformed);
                 }
                 let code = i32::from_ne_bytes(buf[off + 16..off + 20].try_into().unwrap());
-                let pos = pending.iter().position(|(s, _)| *s == seq);
                 if code != 0 {
-                    let (index, what) = match pos {
-                        Some(p) => (seq as usize, pending[p].1),
-                        None => (seq as usize, "batch"),
-                    };
                     return Err(NetlinkError::Refused {
-                        index,
-                        what,
+                        index: seq as usize,
+                        what: acked.iter().find(|a| a.0 == seq).map_or("batch", |a| a.1),
                         source: std::io::Error::from_raw_os_error(-code),
                     });
                 }
-                if let Some(p) = pos {
-                    pending.remove(p);
-                }
+                pending.retain(|s| *s != seq);
             }
             off += (len + 3) & !3;
         }

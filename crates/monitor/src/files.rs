@@ -51,7 +51,8 @@ fn kind_of(ft: fs::FileType) -> &'static str {
 /// Lists what is in one of the job's tmpfs mounts: `root` reaches its top (a /proc/self/fd
 /// path), `label` is where the job saw it. Other filesystems mounted below are not entered.
 pub fn scan_tmpfs(root: &Path, label: &str, out: &mut Vec<FileChange>, truncated: &mut bool) {
-    let Ok(top) = fs::symlink_metadata(root) else {
+    // `root` is usually a /proc/self/fd link: follow it to the directory it stands for.
+    let Ok(top) = fs::metadata(root) else {
         return;
     };
     let dev = top.dev();
@@ -83,6 +84,198 @@ pub fn scan_tmpfs(root: &Path, label: &str, out: &mut Vec<FileChange>, truncated
                 size: m.is_file().then_some(m.len()),
             });
         }
+    }
+}
+
+/// What the job's writable root already held when the job started (mount points and what init
+/// made for them): path -> (inode, ctime), or None for a mount point (covered while the job
+/// ran, so the job cannot have changed it), so that only the job's own changes are listed.
+pub type OverlaySetup = BTreeMap<String, Option<(u64, (i64, i64))>>;
+
+/// The id of the mount `p` is on (or, for a mount point, of what is mounted there).
+fn mount_id(p: &Path, follow: bool) -> Option<u64> {
+    let flags = if follow {
+        rustix::fs::AtFlags::empty()
+    } else {
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW
+    };
+    rustix::fs::statx(rustix::fs::CWD, p, flags, rustix::fs::StatxFlags::MNT_ID)
+        .ok()
+        .map(|s| s.stx_mnt_id)
+}
+
+fn ctime(m: &fs::Metadata) -> (i64, i64) {
+    (m.ctime(), m.ctime_nsec())
+}
+
+/// Walks the writable root's overlay through `merged` (its top, reached through an fd kept
+/// open since before the job) and calls `each(path as the job saw it, merged entry, lower
+/// entry)` for every entry that may have changed, and `gone(path, lower entry)` for what the
+/// job deleted. The overlay's upper layer has no path the supervisor can reach, but what it
+/// holds shows in the merged view: every copied-up or created entry, and every directory above
+/// one, has a ctime (which no one can set back) no older than `since`, the time before the
+/// overlay existed. An older directory was never copied up, so nothing under it changed, and
+/// it is not entered; a deletion leaves a whiteout, which copies its directory up too.
+fn walk_overlay(
+    merged: &Path,
+    lower: &Path,
+    since: (i64, i64),
+    each: &mut dyn FnMut(&str, &fs::Metadata, Option<&fs::Metadata>) -> bool,
+    mounted: &mut dyn FnMut(&str),
+    gone: &mut dyn FnMut(&str, &fs::Metadata) -> bool,
+) {
+    // `merged` is usually a /proc/self/fd link: follow it to the directory it stands for.
+    let Ok(top) = fs::metadata(merged) else {
+        return;
+    };
+    let dev = top.dev();
+    let mnt = mount_id(merged, true);
+    let mut stack = vec![String::new()];
+    while let Some(rel) = stack.pop() {
+        let mdir = merged.join(&rel);
+        let ldir = lower.join(&rel);
+        let Ok(rd) = fs::read_dir(&mdir) else { continue };
+        let mut names: Vec<std::ffi::OsString> = rd.flatten().map(|e| e.file_name()).collect();
+        names.sort();
+        for name in &names {
+            let r = if rel.is_empty() {
+                PathBuf::from(name)
+            } else {
+                Path::new(&rel).join(name)
+            };
+            let Ok(m) = fs::symlink_metadata(mdir.join(name)) else {
+                continue;
+            };
+            let shown = format!("/{}", r.to_string_lossy());
+            // While the job runs, the sandbox's mounts cover parts of the root.
+            if mnt.is_some() && mount_id(&mdir.join(name), false) != mnt {
+                mounted(&shown);
+                continue;
+            }
+            if ctime(&m) < since {
+                continue;
+            }
+            if m.is_dir() {
+                // Another filesystem mounted there (while the job still runs) is not the overlay.
+                if m.dev() == dev {
+                    stack.push(r.to_string_lossy().into_owned());
+                }
+                continue;
+            }
+            let l = fs::symlink_metadata(ldir.join(name)).ok();
+            if !each(&shown, &m, l.as_ref()) {
+                return;
+            }
+        }
+        // Names the lower directory has and the merged one lacks: deleted by the job.
+        let Ok(lrd) = fs::read_dir(&ldir) else { continue };
+        let mut lnames: Vec<std::ffi::OsString> = lrd.flatten().map(|e| e.file_name()).collect();
+        lnames.sort();
+        for name in lnames {
+            if names.binary_search(&name).is_ok() {
+                continue;
+            }
+            let Ok(l) = fs::symlink_metadata(ldir.join(&name)) else {
+                continue;
+            };
+            let shown = if rel.is_empty() {
+                format!("/{}", name.to_string_lossy())
+            } else {
+                format!("/{rel}/{}", name.to_string_lossy())
+            };
+            if !gone(&shown, &l) {
+                return;
+            }
+        }
+    }
+}
+
+/// The time before the job's writable root existed, in the units of a ctime: entries of the
+/// overlay no older than this were made or copied up after it.
+pub fn overlay_epoch(t: std::time::SystemTime) -> (i64, i64) {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    // A second of slack for coarse filesystem clocks: older host changes only cost a comparison.
+    (d.as_secs() as i64 - 1, d.subsec_nanos() as i64)
+}
+
+/// What the overlay holds before the job's first process: the mount points init made.
+pub fn overlay_setup(merged: &Path, lower: &Path, since: (i64, i64)) -> OverlaySetup {
+    let setup = std::cell::RefCell::new(OverlaySetup::new());
+    walk_overlay(
+        merged,
+        lower,
+        since,
+        &mut |p, m, _| {
+            let mut s = setup.borrow_mut();
+            s.insert(p.to_string(), Some((m.ino(), ctime(m))));
+            s.len() < MAX_CHANGES
+        },
+        &mut |p| {
+            setup.borrow_mut().insert(p.to_string(), None);
+        },
+        &mut |_, _| true,
+    );
+    setup.into_inner()
+}
+
+/// Lists what the job created, modified or deleted in its writable root (see `walk_overlay`);
+/// entries already there when it started (`setup`) and left alone are not the job's.
+pub fn scan_overlay(
+    merged: &Path,
+    lower: &Path,
+    since: (i64, i64),
+    setup: &OverlaySetup,
+    out: &mut Vec<FileChange>,
+    truncated: &mut bool,
+) {
+    let before = out.len();
+    let found = std::cell::RefCell::new(std::mem::take(out));
+    let push = |c: FileChange| {
+        let mut f = found.borrow_mut();
+        if f.len() >= MAX_CHANGES {
+            return false;
+        }
+        f.push(c);
+        true
+    };
+    walk_overlay(
+        merged,
+        lower,
+        since,
+        &mut |path, m, l| {
+            match setup.get(path) {
+                Some(None) => return true,
+                Some(Some(s)) if *s == (m.ino(), ctime(m)) => return true,
+                _ => {}
+            }
+            let change = match l {
+                None => "created",
+                Some(l) if l.file_type() != m.file_type() => "replaced",
+                // The merged view shows the lower file itself: the job did not touch it.
+                Some(l) if ctime(l) == ctime(m) && l.size() == m.size() && l.mtime() == m.mtime() => return true,
+                Some(_) => "modified",
+            };
+            push(FileChange {
+                path: path.to_string(),
+                change: change.into(),
+                kind: kind_of(m.file_type()).into(),
+                size: m.is_file().then_some(m.len()),
+            })
+        },
+        &mut |_| {},
+        &mut |path, l| {
+            push(FileChange {
+                path: path.to_string(),
+                change: "deleted".into(),
+                kind: kind_of(l.file_type()).into(),
+                size: None,
+            })
+        },
+    );
+    *out = found.into_inner();
+    out[before..].sort_by(|a, b| a.path.cmp(&b.path));
+    if out.len() >= MAX_CHANGES {
+        *truncated = true;
     }
 }
 
@@ -404,13 +597,115 @@ mod tests {
     }
 
     #[test]
+    fn a_real_overlay_lists_what_was_created_modified_and_deleted_but_not_setup() {
+        use nix::mount::{MsFlags, mount};
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: mounting an overlay needs root");
+            return;
+        }
+        let d = tmpdir("ovl");
+        let lower = d.join("lower");
+        for p in ["etc/keep", "etc/edit", "etc/gone", "opt/tree/x", "opt/tree/y", "top"] {
+            fs::create_dir_all(lower.join(p).parent().unwrap()).unwrap();
+            fs::write(lower.join(p), p).unwrap();
+        }
+        for p in ["upper", "work", "merged"] {
+            fs::create_dir(d.join(p)).unwrap();
+        }
+        let since = overlay_epoch(std::time::SystemTime::now());
+        let dir = d.clone();
+        // The overlay lives in a mount namespace of this thread's own, like the job's.
+        let got = std::thread::spawn(move || {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).unwrap();
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+            .unwrap();
+            let merged = dir.join("merged");
+            let opts = format!(
+                "lowerdir={},upperdir={},workdir={}",
+                lower.display(),
+                dir.join("upper").display(),
+                dir.join("work").display()
+            );
+            mount(
+                Some("overlay"),
+                &merged,
+                Some("overlay"),
+                MsFlags::empty(),
+                Some(opts.as_str()),
+            )
+            .unwrap();
+            // What the sandbox's init does before the job: a mount point in a copied-up dir, with
+            // a file bound over it, and a file it leaves as it is.
+            fs::write(merged.join("etc/resolv.conf"), "").unwrap();
+            let bound = dir.join("bound");
+            fs::write(&bound, "nameserver 127.0.0.1\n").unwrap();
+            mount(
+                Some(&bound),
+                &merged.join("etc/resolv.conf"),
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .unwrap();
+            fs::write(merged.join("top-setup"), "").unwrap();
+            // Reached as the monitor reaches them: through fds kept open.
+            let (mf, lf) = (fs::File::open(&merged).unwrap(), fs::File::open(&lower).unwrap());
+            let fd_path = |f: &fs::File| PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(f)));
+            let setup = overlay_setup(&fd_path(&mf), &fd_path(&lf), since);
+            // The job.
+            fs::write(merged.join("etc/new"), "new").unwrap();
+            fs::write(merged.join("etc/edit"), "edited").unwrap();
+            fs::remove_file(merged.join("etc/gone")).unwrap();
+            fs::remove_dir_all(merged.join("opt/tree")).unwrap();
+            fs::create_dir_all(merged.join("srv/a")).unwrap();
+            std::os::unix::fs::symlink("/x", merged.join("srv/a/link")).unwrap();
+            let _ = fs::read(merged.join("etc/keep")).unwrap();
+            // The job's mount namespace is gone by the time the monitor looks.
+            nix::mount::umount2(&merged, nix::mount::MntFlags::MNT_DETACH).unwrap();
+            let mut out = Vec::new();
+            let mut truncated = false;
+            scan_overlay(&fd_path(&mf), &fd_path(&lf), since, &setup, &mut out, &mut truncated);
+            assert!(!truncated);
+            out.into_iter()
+                .map(|c| (c.path, c.change, c.kind))
+                .collect::<Vec<(String, String, String)>>()
+        })
+        .join()
+        .unwrap();
+        let want: Vec<(String, String, String)> = [
+            ("/etc/edit", "modified", "file"),
+            ("/etc/gone", "deleted", "file"),
+            ("/etc/new", "created", "file"),
+            ("/opt/tree", "deleted", "dir"),
+            ("/srv/a/link", "created", "symlink"),
+        ]
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
+        assert_eq!(got, want);
+        // The lower layer, like the host's root, is untouched.
+        assert_eq!(fs::read_to_string(d.join("lower/etc/edit")).unwrap(), "etc/edit");
+        assert!(d.join("lower/etc/gone").exists());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
     fn tmpfs_scan_lists_files_not_dirs() {
         let d = tmpdir("scan");
         fs::write(d.join("src/deep/x"), "12345").unwrap();
         std::os::unix::fs::symlink("x", d.join("src/l")).unwrap();
         let mut out = Vec::new();
         let mut t = false;
-        scan_tmpfs(&d, "/tmp", &mut out, &mut t);
+        // Reached the way the monitor reaches the job's tmpfs: through an fd kept open.
+        let f = fs::File::open(&d).unwrap();
+        let p = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&f)));
+        scan_tmpfs(&p, "/tmp", &mut out, &mut t);
         let got: Vec<(String, String, Option<u64>)> = out.into_iter().map(|c| (c.path, c.kind, c.size)).collect();
         assert_eq!(
             got,

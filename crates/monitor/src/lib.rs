@@ -11,7 +11,7 @@ pub mod render;
 pub mod report;
 
 pub use baseline::{Baseline, BaselineError};
-pub use live::{DeniedHook, Mode, Monitor, MonitorConfig, MonitorError, Running, WatchHook};
+pub use live::{DeniedHook, EgressHook, Mode, Monitor, MonitorConfig, MonitorError, Running, WatchHook};
 pub use report::{Blocked, Detection, JobReport, Observed, REPORT_VERSION, Severity};
 
 /// Settles a finished report: every detection its records support (live ones kept), egress
@@ -20,12 +20,14 @@ pub fn finalize(
     report: &mut JobReport,
     baseline: Option<&Baseline>,
     expected_duration_ms: Option<u64>,
+    cpu_factor: f64,
 ) -> Option<Blocked> {
     let ctx = detect::Ctx {
         baseline,
         workspace: report.observed.monitor.as_ref().and_then(|m| m.workspace.clone()),
         expected_duration_ms,
         duration_factor: 2.0,
+        cpu_factor,
     };
     report.observed.detections = detect::evaluate(report, &ctx);
     if let Some(events) = report.egress.get("events").and_then(|e| e.as_array()) {

@@ -10,11 +10,11 @@ use crate::files::{self, SourceGuard};
 use crate::procfs;
 use crate::report::{Blocked, Detection, FileChanges, MonitorEvent, MonitorInfo, Observed, ProcessRecord, Severity};
 use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags, MarkFlags, MaskFlags};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ const MAX_RECORDS: usize = 100_000;
 /// Events (memory reads, file writes, denials) kept per report.
 const MAX_EVENTS: usize = 10_000;
 const CPU_WINDOW_NS: u64 = 5_000_000_000;
-const MECHANISM: &str = "proc connector (fork/exec/exit/ptrace) + seccomp user notification (execve argv at entry, ptrace, process_vm_*, denied calls) + fanotify (job procfs opens, tmpfs and workspace writes)";
+const MECHANISM: &str = "proc connector (fork/exec/exit/ptrace) + seccomp user notification (execve argv at entry, chdir, ptrace, process_vm_*, denied calls) + fanotify (job procfs opens, tmpfs and workspace writes)";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -77,6 +77,10 @@ pub struct MonitorConfig {
     /// `--protect-source`: `git` and/or globs relative to the workspace.
     pub protect: Vec<String>,
     pub expected_duration: Option<Duration>,
+    /// With a writable root: the root it overlays (what the job changed there is listed).
+    pub writable_root: Option<PathBuf>,
+    /// The policy's `cpu_anomaly_factor`.
+    pub cpu_factor: f64,
 }
 
 /// What `before_job` opened in the job's mount namespace: the tmpfs roots, kept open so that
@@ -84,6 +88,13 @@ pub struct MonitorConfig {
 #[derive(Default)]
 struct Attached {
     tmpfs: Vec<(String, File)>,
+    /// The writable root: its lower layer (a copy of the rootfs made before the job, as the
+    /// sandbox makes one), its merged top (opened before the job's first process) and what it
+    /// held then, and the time before it existed.
+    lower: Option<std::os::fd::OwnedFd>,
+    merged: Option<File>,
+    setup: files::OverlaySetup,
+    since: (i64, i64),
     /// Device of each marked filesystem and where the job sees it: a path read after the job's
     /// mount namespace is gone lacks that prefix.
     devs: Vec<(u64, String)>,
@@ -128,12 +139,30 @@ impl Monitor {
         if guard.as_ref().is_some_and(|g| g.truncated) {
             warnings.push("--protect-source: too many files; only the first 500000 are watched".into());
         }
+        let mut attached = Attached {
+            since: files::overlay_epoch(std::time::SystemTime::now()),
+            ..Default::default()
+        };
+        if let Some(root) = &cfg.writable_root {
+            // The same non-recursive copy the sandbox gives overlayfs as its lower layer.
+            match rustix::mount::open_tree(
+                rustix::fs::CWD,
+                root,
+                rustix::mount::OpenTreeFlags::OPEN_TREE_CLONE | rustix::mount::OpenTreeFlags::OPEN_TREE_CLOEXEC,
+            ) {
+                Ok(fd) => attached.lower = Some(fd),
+                Err(e) => warnings.push(format!(
+                    "copy the root {} for comparison ({e}): changes in the writable root are not listed",
+                    root.display()
+                )),
+            }
+        }
         Ok(Monitor {
             cfg,
             conn,
             fan,
             guard,
-            attached: Arc::new(Mutex::new(Attached::default())),
+            attached: Arc::new(Mutex::new(attached)),
             warnings,
             t0,
         })
@@ -187,11 +216,24 @@ impl Monitor {
                         .push(format!("fanotify on the job's {dir}: {e}: no live write events there"));
                 }
             }
-            // A writable root is an overlay of the job's own: watch writes through it too.
-            if rustix::fs::statfs(root.as_str()).is_ok_and(|s| s.f_type == 0x794c_7630)
-                && let Err(e) = mark(MarkFlags::FAN_MARK_FILESYSTEM, MaskFlags::FAN_CLOSE_WRITE, &root)
-            {
-                a.warnings.push(format!("fanotify on the job's writable root: {e}"));
+            // A writable root is an overlay of the job's own: watch writes through it too, and
+            // keep it open to list what the job changed in it once the job is gone.
+            if rustix::fs::statfs(root.as_str()).is_ok_and(|s| s.f_type == 0x794c_7630) {
+                if let Err(e) = mark(MarkFlags::FAN_MARK_FILESYSTEM, MaskFlags::FAN_CLOSE_WRITE, &root) {
+                    a.warnings.push(format!("fanotify on the job's writable root: {e}"));
+                }
+                match (File::open(&root), &a.lower) {
+                    (Ok(merged), Some(lower)) => {
+                        let m = PathBuf::from(format!("/proc/self/fd/{}", merged.as_raw_fd()));
+                        let l = PathBuf::from(format!("/proc/self/fd/{}", lower.as_raw_fd()));
+                        a.setup = files::overlay_setup(&m, &l, a.since);
+                        a.merged = Some(merged);
+                    }
+                    (Err(e), _) => a
+                        .warnings
+                        .push(format!("open the job's writable root: {e}: its changes are not listed")),
+                    (_, None) => {}
+                }
             }
             if let Some(ws) = ws_mark
                 && let Err(e) = mark(
@@ -220,6 +262,7 @@ impl Monitor {
             secrets: cfg.secrets.iter().filter(|s| !s.is_empty()).cloned().collect(),
             workspace: cfg.workspace.as_ref().map(|w| w.to_string_lossy().into_owned()),
             expected_ms: cfg.expected_duration.map(|d| d.as_millis() as u64),
+            cpu_factor: cfg.cpu_factor,
             guard: self.guard.clone(),
             t0: self.t0,
             init,
@@ -240,14 +283,21 @@ impl Monitor {
             kill_now: false,
             lost: 0,
             uid_map,
+            init_uid: None,
             cpu: CpuSampler::new(init),
             cpu_windows: Vec::new(),
+            auth_failures: BTreeMap::new(),
+            dirs: HashMap::new(),
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             kill,
         });
         let stop = Arc::new(AtomicBool::new(false));
+        // What exec'ing processes asked for goes to the monitor thread over a channel: the
+        // seccomp thread answers the job as soon as it has read it, never waiting for a lock.
+        let (exec_tx, exec_rx) = std::sync::mpsc::channel();
+        let unsettled = Arc::new(AtomicUsize::new(0));
         let thread = {
             let shared = Arc::clone(&shared);
             let stop = Arc::clone(&stop);
@@ -256,7 +306,10 @@ impl Monitor {
             let devs = self.attached.lock().map(|a| a.devs.clone()).unwrap_or_default();
             std::thread::Builder::new()
                 .name("stockade-monitor".into())
-                .spawn(move || run(shared, conn, fan, devs, stop))
+                .spawn({
+                    let unsettled = Arc::clone(&unsettled);
+                    move || run(shared, conn, fan, devs, exec_rx, unsettled, stop)
+                })
                 .ok()
         };
         let mut warnings = self.warnings;
@@ -267,6 +320,8 @@ impl Monitor {
             shared,
             stop,
             thread,
+            exec_tx,
+            unsettled,
             attached: self.attached,
             guard: self.guard,
             warnings,
@@ -301,6 +356,9 @@ pub struct Running {
     shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    exec_tx: std::sync::mpsc::Sender<Seen>,
+    /// Directory changes sent to the monitor thread and not settled there yet.
+    unsettled: Arc<AtomicUsize>,
     attached: Arc<Mutex<Attached>>,
     guard: Option<Arc<SourceGuard>>,
     warnings: Vec<String>,
@@ -309,10 +367,40 @@ pub struct Running {
     baseline_label: Option<String>,
 }
 
+/// Threads that changed directory, past which every exec reads its cwd.
+const MAX_MOVERS: usize = 100_000;
+
+/// The seccomp thread's own view of directory changes (no other thread takes its lock).
+#[derive(Default)]
+struct Moves {
+    /// The job's first exec'ing thread: its directory is the sandbox's choice, read at exec.
+    first: Option<u32>,
+    /// Threads that changed directory since they last exec'd.
+    since_exec: HashSet<u32>,
+    /// Threads that ever changed directory.
+    ever: HashSet<u32>,
+    /// Past `MAX_MOVERS`: every exec reads its cwd.
+    always: bool,
+}
+
+/// What the seccomp thread hands the monitor thread.
+enum Seen {
+    Exec(procfs::PreExec),
+    /// A thread entered chdir or fchdir at this time (CLOCK_MONOTONIC ns), in `before` (read
+    /// when its directory came from an earlier change the monitor has not seen the result of).
+    Chdir {
+        tid: u32,
+        ns: u64,
+        before: Option<String>,
+    },
+}
+
 /// What the sandbox calls for every syscall it denied: (name, host pid, argv).
 pub type DeniedHook = Arc<dyn Fn(&str, u32, &str) + Send + Sync>;
 /// What the sandbox calls for every watched syscall while its caller waits: (host tid, name, args).
 pub type WatchHook = Arc<dyn Fn(u32, &str, [u64; 6]) + Send + Sync>;
+/// What egress calls for every event it logs (the event as the report will show it).
+pub type EgressHook = Arc<dyn Fn(&serde_json::Value) + Send + Sync>;
 
 impl Running {
     /// Hand this to the sandbox: denied calls become events (and may block the job) as they happen.
@@ -337,12 +425,62 @@ impl Running {
     /// process_vm_readv/writev (memory reads of other processes).
     pub fn watch_hook(&self) -> WatchHook {
         let shared = Arc::clone(&self.shared);
+        let tx = self.exec_tx.clone();
+        // Paths relative to an open /proc: no walk from the root for every exec.
+        let proc = rustix::fs::open(
+            "/proc",
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .ok();
+        // A process has its parent's working directory unless it changed it: its own cwd is
+        // read at exec (a readlink in /proc costs more than the rest of the exec's handling)
+        // only for the job's first process, whose directory the sandbox chose, for threads
+        // that changed directory since, and while the monitor thread has not yet learnt where
+        // a change went (a child forked right after it has the new directory).
+        let moved: Mutex<Moves> = Mutex::new(Moves::default());
+        let unsettled = Arc::clone(&self.unsettled);
         Arc::new(move |tid: u32, name: &str, args: [u64; 6]| match name {
             "execve" | "execveat" => {
-                let pre = procfs::pre_exec(tid, name == "execveat", args, detect::is_shell);
-                shared.with(|s| {
-                    s.watching = true;
-                    s.pending.insert(tid, pre);
+                // Without /proc the exec event's own reads (after the fact) are all there is.
+                if let Some(proc) = &proc {
+                    let with_cwd = {
+                        let mut m = moved.lock().unwrap_or_else(|e| e.into_inner());
+                        let first = *m.first.get_or_insert(tid) == tid;
+                        m.since_exec.remove(&tid) || first || m.always || unsettled.load(Ordering::Acquire) > 0
+                    };
+                    let pre = procfs::pre_exec(proc.as_fd(), tid, name == "execveat", args, with_cwd, detect::is_shell);
+                    let _ = tx.send(Seen::Exec(pre));
+                }
+            }
+            "chdir" | "fchdir" => {
+                let again = {
+                    let mut m = moved.lock().unwrap_or_else(|e| e.into_inner());
+                    // Threads that exit without an exec leave their entries: past a bound,
+                    // reading every cwd costs less than keeping them.
+                    if m.since_exec.len() >= MAX_MOVERS || m.ever.len() >= MAX_MOVERS {
+                        m.always = true;
+                        m.since_exec.clear();
+                        m.ever.clear();
+                    }
+                    if !m.always {
+                        m.since_exec.insert(tid);
+                    }
+                    !m.always && !m.ever.insert(tid)
+                };
+                // It has not run since its last change took effect: its cwd is that change's
+                // result, which the children it forked meanwhile have.
+                let before = match (&proc, again) {
+                    (Some(proc), true) => rustix::fs::readlinkat(proc, format!("{tid}/cwd"), Vec::new())
+                        .ok()
+                        .map(|c| String::from_utf8_lossy(c.as_bytes()).into_owned()),
+                    _ => None,
+                };
+                unsettled.fetch_add(1, Ordering::AcqRel);
+                let _ = tx.send(Seen::Chdir {
+                    tid,
+                    ns: connector::now_ns(),
+                    before,
                 });
             }
             "ptrace" | "process_vm_readv" | "process_vm_writev" => {
@@ -376,6 +514,13 @@ impl Running {
         })
     }
 
+    /// Hand this to egress: refused connections and DNS questions, new destinations and
+    /// repeated 401/403/407 answers become detections (and may block the job) as they happen.
+    pub fn egress_hook(&self) -> EgressHook {
+        let shared = Arc::clone(&self.shared);
+        Arc::new(move |e: &serde_json::Value| shared.with(|s| s.egress_event(e)))
+    }
+
     /// The detection that made block mode stop the job, if one did (so far).
     pub fn blocked(&self) -> Option<Blocked> {
         self.shared.with(|s| s.blocked.clone())
@@ -396,6 +541,19 @@ impl Running {
             files::scan_tmpfs(&p, label, &mut files.outside_workspace, &mut files.truncated);
         }
         drop(attached.tmpfs);
+        if let (Some(m), Some(l)) = (&attached.merged, &attached.lower) {
+            files.examined.push("/ (writable root)".into());
+            files::scan_overlay(
+                &PathBuf::from(format!("/proc/self/fd/{}", m.as_raw_fd())),
+                &PathBuf::from(format!("/proc/self/fd/{}", l.as_raw_fd())),
+                attached.since,
+                &attached.setup,
+                &mut files.outside_workspace,
+                &mut files.truncated,
+            );
+        }
+        drop(attached.merged);
+        drop(attached.lower);
         if let Some(g) = &self.guard {
             files.protected_files = Some(g.len() as u64);
             files.protected_changed = g.changes();
@@ -445,6 +603,7 @@ struct State {
     secrets: Vec<String>,
     workspace: Option<String>,
     expected_ms: Option<u64>,
+    cpu_factor: f64,
     guard: Option<Arc<SourceGuard>>,
     t0: u64,
     init: u32,
@@ -471,8 +630,14 @@ struct State {
     kill_now: bool,
     lost: u64,
     uid_map: String,
+    /// The uid (inside the job) of its init, which the job's main process starts with.
+    init_uid: Option<u32>,
     cpu: CpuSampler,
     cpu_windows: Vec<f32>,
+    /// 401/403/407 answers seen so far, per destination (failed-auth).
+    auth_failures: BTreeMap<String, Vec<String>>,
+    /// Directory changes of living processes: (when, the directory it went to, once known).
+    dirs: HashMap<u32, Vec<(u64, Option<String>)>>,
 }
 
 impl State {
@@ -496,6 +661,7 @@ impl State {
             workspace: self.workspace.clone(),
             expected_duration_ms: self.expected_ms,
             duration_factor: 2.0,
+            cpu_factor: self.cpu_factor,
         }
     }
 
@@ -528,6 +694,54 @@ impl State {
         }
     }
 
+    /// A thread entered chdir at `ns`: its directories over time, for the children it forks.
+    /// Where a change led is learnt from the thread's next change (`before`), or read by
+    /// `settle` right after.
+    fn moved(&mut self, tid: u32, ns: u64, before: Option<String>) {
+        // Every thread that gets here is the job's (its fork may not be handled yet).
+        let h = self.dirs.entry(tid).or_default();
+        // Forks are handled in order, soon after they happen: old changes are no longer asked.
+        if h.len() >= 64 {
+            h.drain(..32);
+        }
+        if let (Some(last), Some(b)) = (h.last_mut(), before) {
+            // Read when the thread could not have moved since: exact, unlike `settle`'s read.
+            last.1 = Some(b);
+        }
+        h.push((ns, None));
+    }
+
+    /// Reads where the latest change of each thread went, while it still runs (a thread that
+    /// has moved on since has already sent the change that corrects it). Gone: left unknown.
+    fn settle(&mut self) {
+        for (tid, h) in self.dirs.iter_mut() {
+            if let Some(last) = h.last_mut()
+                && last.1.is_none()
+            {
+                last.1 = procfs::cwd(*tid);
+            }
+        }
+    }
+
+    /// The directory `pid` had at `ns` (a fork's time), if it changed directory before then.
+    fn dir_at(&mut self, pid: u32, ns: u64) -> Option<String> {
+        let h = self.dirs.get_mut(&pid)?;
+        let i = h.iter().rposition(|(t, _)| *t < ns)?;
+        h[i].1.clone()
+    }
+
+    /// Whether the program at `exe` (as the job sees the path) is set-uid or set-gid. Set-id
+    /// bits of a path change only where the job may write, and there only to its own ids: a
+    /// cache keeps stat off the hot path.
+    fn setid(&mut self, exe: &str) -> bool {
+        if let Some(s) = self.setid_cache.get(exe) {
+            return *s;
+        }
+        let s = procfs::setid_at(self.init, exe);
+        self.setid_cache.insert(exe.to_string(), s);
+        s
+    }
+
     fn argv_of(&self, pid: u32) -> String {
         self.live
             .get(&pid)
@@ -558,13 +772,21 @@ impl State {
                     self.records_dropped += 1;
                     return;
                 }
+                let moved = self.dir_at(parent_tgid, ev.ns);
                 let parent = self.live.get(&parent_tgid).and_then(|i| self.records.get(*i));
+                // A child has its parent's ids: set-id programs cannot change them under
+                // no_new_privs, and setuid() calls arrive as uid events.
+                let uid = match parent {
+                    Some(p) => p.uid,
+                    None if parent_tgid == self.init => self.init_uid,
+                    None => None,
+                };
                 let rec = ProcessRecord {
                     pid: child_tgid,
                     ppid: parent_tgid,
                     exe: parent.and_then(|p| p.exe.clone()),
-                    cwd: parent.and_then(|p| p.cwd.clone()),
-                    uid: parent.and_then(|p| p.uid),
+                    cwd: moved.or_else(|| parent.and_then(|p| p.cwd.clone())),
+                    uid,
                     start_ms: at,
                     ..Default::default()
                 };
@@ -575,25 +797,32 @@ impl State {
                 if !self.tracked.contains(&tgid) || tgid == self.init {
                     return;
                 }
-                let pre = self.pending.remove(&tgid);
-                let info = match pre {
+                let info = match self.pending.remove(&tgid) {
                     // Read at the call's entry: complete even if the process is gone by now.
                     Some(p) => {
-                        let mut i = p.info;
-                        i.exe = p.path;
-                        if let Some(exe) = &i.exe {
-                            // Set-id bits of a path only change where the job may write, and
-                            // there only to its own ids: a cache keeps stat off the hot path.
-                            i.setid = match self.setid_cache.get(exe) {
-                                Some(s) => *s,
-                                None => {
-                                    let s = procfs::setid(tgid);
-                                    self.setid_cache.insert(exe.clone(), s);
-                                    s
-                                }
-                            };
+                        // Not read at exec: the directory it inherited.
+                        let cwd = p.cwd.or_else(|| {
+                            self.live
+                                .get(&tgid)
+                                .and_then(|&i| self.records.get(i))
+                                .and_then(|r| r.cwd.clone())
+                        });
+                        let exe = match (p.path, &cwd) {
+                            (Some(e), Some(d)) if !e.starts_with('/') => {
+                                Some(format!("{}/{}", d.trim_end_matches('/'), e.trim_start_matches("./")))
+                            }
+                            (e, _) => e,
+                        };
+                        procfs::ExecInfo {
+                            setid: exe.as_deref().is_some_and(|e| self.setid(e)),
+                            ns_pid: None,
+                            argv: p.argv,
+                            exe,
+                            cwd,
+                            host_uid: None,
+                            stdio_socket: p.stdio_socket,
+                            lost: false,
                         }
-                        i
                     }
                     None => procfs::exec_info(tgid, detect::is_shell),
                 };
@@ -646,13 +875,19 @@ impl State {
                     // The job's main process starts in its workspace.
                     self.workspace = r.cwd.clone();
                 }
-                let rec = self.records[idx].clone();
-                for d in detect::on_exec(&rec, &self.ctx()) {
+                let mut found = detect::on_exec(&self.records[idx], &self.ctx());
+                // The pid inside the job costs a status read: only for what a person will read.
+                if !found.is_empty() && self.records[idx].ns_pid.is_none() {
+                    self.records[idx].ns_pid = procfs::ns_pid(tgid);
+                    found = detect::on_exec(&self.records[idx], &self.ctx());
+                }
+                for d in found {
                     self.raise(d);
                 }
             }
             ProcEvent::Exit { pid, tgid, code } => {
                 self.pending.remove(&pid);
+                self.dirs.remove(&pid);
                 if pid != tgid || !self.tracked.remove(&tgid) {
                     return;
                 }
@@ -666,8 +901,8 @@ impl State {
                 } else {
                     r.signal = Some((code & 0x7f) as i32);
                 }
-                let rec = r.clone();
-                for d in detect::on_exit(&rec) {
+                let found = detect::on_exit(&self.records[i]);
+                for d in found {
                     self.raise(d);
                 }
             }
@@ -693,7 +928,26 @@ impl State {
                     detail: Some(detail),
                 });
             }
-            ProcEvent::Uid { .. } => {}
+            ProcEvent::Uid { tgid, ruid, .. } => {
+                let uid = procfs::map_id(&self.uid_map, ruid);
+                if tgid == self.init {
+                    self.init_uid = uid;
+                } else if let Some(&i) = self.live.get(&tgid) {
+                    self.records[i].uid = uid;
+                }
+            }
+        }
+    }
+
+    fn egress_event(&mut self, e: &serde_json::Value) {
+        let at = self.ms(connector::now_ns());
+        let mut auth = std::mem::take(&mut self.auth_failures);
+        let found = detect::egress_live(e, &self.ctx(), &mut auth);
+        self.auth_failures = auth;
+        for mut d in found {
+            d.at_ms = Some(at);
+            d.pid = e.get("pid").and_then(|p| p.as_u64()).map(|p| p as u32);
+            self.raise(d);
         }
     }
 
@@ -855,10 +1109,15 @@ fn run(
     conn: Connector,
     fan: Option<Arc<Fanotify>>,
     devs: Vec<(u64, String)>,
+    execs: std::sync::mpsc::Receiver<Seen>,
+    unsettled: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut batch: Vec<Stamped> = Vec::with_capacity(256);
+    let mut pre: Vec<procfs::PreExec> = Vec::new();
+    let mut moves: Vec<(u32, u64, Option<String>)> = Vec::new();
+    let mut settled = 0usize;
     shared.with(|s| {
         let now = connector::now_ns();
         s.cpu.sample(now, &mut Vec::new(), false);
@@ -893,17 +1152,51 @@ fn run(
                     }
                 }
             }
-            if batch.is_empty() && lost == 0 {
+            // Taken after the batch: every exec in it was answered, so its argv was sent, before
+            // the kernel queued the event.
+            for seen in execs.try_iter() {
+                match seen {
+                    Seen::Exec(p) => pre.push(p),
+                    Seen::Chdir { tid, ns, before } => moves.push((tid, ns, before)),
+                }
+            }
+            if batch.is_empty() && lost == 0 && pre.is_empty() && moves.is_empty() {
                 break;
             }
             any = true;
             let watching = shared.with(|s| {
                 s.lost += lost;
+                for p in pre.drain(..) {
+                    s.watching = true;
+                    s.pending.insert(p.tid, p);
+                }
+                while !moves.is_empty() {
+                    for (tid, ns, before) in moves.drain(..) {
+                        s.moved(tid, ns, before);
+                        settled += 1;
+                    }
+                    s.settle();
+                    // A change that `settle` may have read the result of, in place of the one
+                    // before it, is queued already (it is sent before it happens): its `before`
+                    // puts that right.
+                    for seen in execs.try_iter() {
+                        match seen {
+                            Seen::Exec(p) => {
+                                s.pending.insert(p.tid, p);
+                            }
+                            Seen::Chdir { tid, ns, before } => moves.push((tid, ns, before)),
+                        }
+                    }
+                }
                 for ev in batch.drain(..) {
                     s.proc_event(ev);
                 }
                 s.watching
             });
+            if settled > 0 {
+                unsettled.fetch_sub(settled, Ordering::AcqRel);
+                settled = 0;
+            }
             if !more {
                 // With execve watched, exec events need no reads: let a few gather before the
                 // next wake-up instead of waking for each (the job's CPUs are shared with us).

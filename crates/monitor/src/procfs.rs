@@ -81,9 +81,16 @@ pub fn exec_info(pid: u32, check_stdio: impl Fn(&str) -> bool) -> ExecInfo {
     info
 }
 
-/// True when the program `pid` runs is set-uid or set-gid.
-pub fn setid(pid: u32) -> bool {
-    fs::metadata(format!("/proc/{pid}/exe")).is_ok_and(|m| m.permissions().mode() & 0o6000 != 0)
+/// True when `path`, in the root of the job whose init is `init`, is set-uid or set-gid.
+pub fn setid_at(init: u32, path: &str) -> bool {
+    fs::metadata(format!("/proc/{init}/root{path}")).is_ok_and(|m| m.permissions().mode() & 0o6000 != 0)
+}
+
+/// The working directory of a process, while it exists.
+pub fn cwd(pid: u32) -> Option<String> {
+    fs::read_link(format!("/proc/{pid}/cwd"))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
 }
 
 /// The short name of a process (kept by the kernel until it is reaped).
@@ -112,9 +119,254 @@ pub fn map_id(map: &str, host: u32) -> Option<u32> {
     })
 }
 
+/// What an exec'ing process asked for, read at the syscall's entry while it waits for us:
+/// nothing of it can be gone yet. Only what exec replaces (argv, the path), what a short
+/// process would take with it (stdio) and, when its directory may differ from its parent's,
+/// its cwd are read here; ids come from the proc connector.
+#[derive(Debug, Default, Clone)]
+pub struct PreExec {
+    /// The calling thread's host id.
+    pub tid: u32,
+    /// The path handed to execve, made absolute against the cwd or the dirfd.
+    pub path: Option<String>,
+    pub argv: Vec<String>,
+    /// Read when asked (`with_cwd`); otherwise the parent's, as the monitor knows it.
+    pub cwd: Option<String>,
+    /// Checked for shells only: stdin or stdout is a socket.
+    pub stdio_socket: bool,
+}
+
+/// Pointers of argv read in one go (more are read in further passes).
+const PTRS_PER_READ: usize = 512;
+const PAGE: u64 = 4096;
+
+/// Bytes from `addr` to the end of its page: a read that crosses into the next page could fail
+/// on an unmapped one and take the whole batch with it.
+fn to_page_end(addr: u64) -> usize {
+    (PAGE - addr % PAGE) as usize
+}
+
+/// Memory of the exec'ing process read so far, as (address, bytes) windows.
+#[derive(Default)]
+struct Windows(Vec<(u64, Vec<u8>)>);
+
+impl Windows {
+    /// Reads these ranges with one syscall (the caller waits in seccomp, so its memory holds
+    /// still); ranges past an unreadable one are lost with it.
+    fn read(&mut self, pid: u32, ranges: &[(u64, usize)]) {
+        use nix::sys::uio::{RemoteIoVec, process_vm_readv};
+        if ranges.is_empty() {
+            return;
+        }
+        let mut bufs: Vec<Vec<u8>> = ranges.iter().map(|r| vec![0u8; r.1]).collect();
+        let remote: Vec<RemoteIoVec> = ranges
+            .iter()
+            .map(|&(base, len)| RemoteIoVec {
+                base: base as usize,
+                len,
+            })
+            .collect();
+        let mut local: Vec<std::io::IoSliceMut> = bufs.iter_mut().map(|b| std::io::IoSliceMut::new(b)).collect();
+        let mut got = process_vm_readv(nix::unistd::Pid::from_raw(pid as i32), &mut local, &remote).unwrap_or(0);
+        drop(local);
+        for (&(base, _), mut b) in ranges.iter().zip(bufs) {
+            let n = got.min(b.len());
+            got -= n;
+            b.truncate(n);
+            if n == 0 {
+                continue;
+            }
+            // The rest of a string that crossed a page joins the window it continues.
+            match self.0.iter_mut().find(|(wb, w)| wb + w.len() as u64 == base) {
+                Some((_, w)) => w.extend_from_slice(&b),
+                None => self.0.push((base, b)),
+            }
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.0.iter().map(|w| w.1.len()).sum()
+    }
+
+    /// The bytes read from `addr` on, to the end of the window holding it.
+    fn at(&self, addr: u64) -> Option<&[u8]> {
+        self.0
+            .iter()
+            .filter(|(base, b)| addr >= *base && addr < base + b.len() as u64)
+            .map(|(base, b)| &b[(addr - base) as usize..])
+            .max_by_key(|b| b.len())
+    }
+
+    /// The C string at `addr` (cut at `max` bytes); None while its end is not read yet.
+    fn cstr(&self, addr: u64, max: usize) -> Option<&[u8]> {
+        let b = self.at(addr)?;
+        match b.iter().take(max).position(|c| *c == 0) {
+            Some(end) => Some(&b[..end]),
+            None if b.len() >= max => Some(&b[..max]),
+            None => None,
+        }
+    }
+
+    /// Where to read next for the C string at `addr`: right after what is read of it.
+    fn next_for(&self, addr: u64) -> u64 {
+        self.at(addr).map_or(addr, |b| addr + b.len() as u64)
+    }
+}
+
+/// Reads the C strings at `addrs` (each cut at `max`), reading as few ranges as it can: a
+/// range covers every string up to the end of its page, so neighbouring strings (a shell's
+/// arguments sit together) come in one. Strings whose memory cannot be read stay empty.
+fn read_cstrs(pid: u32, w: &mut Windows, addrs: &[u64], max: usize) -> Vec<Vec<u8>> {
+    for _ in 0..(max / PAGE as usize + 2) {
+        let mut want: Vec<u64> = addrs
+            .iter()
+            .filter(|&&a| a != 0 && w.cstr(a, max).is_none())
+            .map(|&a| w.next_for(a))
+            .collect();
+        if want.is_empty() {
+            break;
+        }
+        want.sort_unstable();
+        want.dedup();
+        let mut ranges: Vec<(u64, usize)> = Vec::new();
+        for a in want {
+            let end = a + to_page_end(a).min(max + 1) as u64;
+            match ranges.last_mut() {
+                Some((base, len)) if a <= *base + *len as u64 => {
+                    let e = end.max(*base + *len as u64).min(*base + to_page_end(*base) as u64);
+                    *len = (e - *base) as usize;
+                }
+                _ => ranges.push((a, (end - a) as usize)),
+            }
+        }
+        let before = w.bytes();
+        w.read(pid, &ranges);
+        if w.bytes() == before {
+            break;
+        }
+    }
+    addrs
+        .iter()
+        .map(|&a| match w.cstr(a, max) {
+            Some(s) => s.to_vec(),
+            // Unreadable past some point: what was read.
+            None => w.at(a).map(|b| b.to_vec()).unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// Reads execve's (or execveat's) path and argv from the caller's memory, its cwd (with
+/// `with_cwd`) and (for shells) its stdio, at the call's entry: usually one or two
+/// process_vm_readv calls (the pointer array and the path, then the strings, unless they sit in
+/// the same pages). `tid` is the calling thread's host id, `proc` an open /proc.
+pub fn pre_exec(
+    proc: std::os::fd::BorrowedFd<'_>,
+    tid: u32,
+    execveat: bool,
+    args: [u64; 6],
+    with_cwd: bool,
+    check_stdio: impl Fn(&str) -> bool,
+) -> PreExec {
+    let (dirfd, path_ptr, argv_ptr) = if execveat {
+        (args[0] as i32, args[1], args[2])
+    } else {
+        (-100, args[0], args[1])
+    };
+    let link = |rel: &str| {
+        rustix::fs::readlinkat(proc, rel, Vec::new())
+            .ok()
+            .map(|c| String::from_utf8_lossy(c.as_bytes()).into_owned())
+    };
+    let mut w = Windows::default();
+    // The pointer array and the path to the ends of their pages, in one read: the strings
+    // often sit right there too.
+    let mut first = Vec::new();
+    if argv_ptr != 0 {
+        first.push((argv_ptr, to_page_end(argv_ptr)));
+    }
+    if path_ptr != 0 && !(argv_ptr != 0 && path_ptr >= argv_ptr && path_ptr < argv_ptr + to_page_end(argv_ptr) as u64) {
+        first.push((path_ptr, to_page_end(path_ptr)));
+    }
+    w.read(tid, &first);
+    let mut ptrs: Vec<u64> = Vec::new();
+    let mut at = argv_ptr;
+    'ptrs: while argv_ptr != 0 && ptrs.len() < ARGV_BYTES {
+        let chunk = match w.at(at) {
+            Some(b) if b.len() >= 8 => b[..b.len() / 8 * 8].to_vec(),
+            _ => {
+                let len = (to_page_end(at) / 8 * 8).clamp(8, 8 * PTRS_PER_READ);
+                let before = w.bytes();
+                w.read(tid, &[(at, len)]);
+                if w.bytes() == before {
+                    break;
+                }
+                continue;
+            }
+        };
+        for c in chunk.chunks_exact(8) {
+            let p = u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]));
+            if p == 0 {
+                break 'ptrs;
+            }
+            ptrs.push(p);
+        }
+        at += chunk.len() as u64;
+    }
+    let mut addrs = ptrs;
+    addrs.push(path_ptr);
+    let mut strings = read_cstrs(tid, &mut w, &addrs, ARGV_BYTES);
+    let path = strings.pop().unwrap_or_default();
+    let mut pre = PreExec {
+        tid,
+        cwd: if with_cwd { link(&format!("{tid}/cwd")) } else { None },
+        ..Default::default()
+    };
+    let mut used = 0;
+    for s in &strings {
+        if used >= ARGV_BYTES {
+            pre.argv.push("…".into());
+            break;
+        }
+        let room = ARGV_BYTES - used;
+        let mut a = String::from_utf8_lossy(&s[..s.len().min(room)]).into_owned();
+        used += s.len() + 1;
+        if s.len() >= room {
+            a.push('…');
+        }
+        pre.argv.push(a);
+    }
+    if path_ptr != 0 && w.at(path_ptr).is_some() {
+        let p = String::from_utf8_lossy(&path).into_owned();
+        pre.path = Some(if p.starts_with('/') {
+            p
+        } else {
+            // Relative to a cwd not read here: the monitor joins it with the one it knows.
+            let dir = if dirfd == -100 {
+                pre.cwd.clone()
+            } else {
+                link(&format!("{tid}/fd/{dirfd}"))
+            };
+            match (dir, p.is_empty()) {
+                (Some(d), true) => d,
+                (Some(d), false) => format!("{}/{}", d.trim_end_matches('/'), p.trim_start_matches("./")),
+                (None, _) => p,
+            }
+        });
+    }
+    let name = pre.path.as_deref().unwrap_or("");
+    let argv0 = pre.argv.first().map(|s| s.as_str()).unwrap_or("");
+    if check_stdio(name) || check_stdio(argv0) {
+        pre.stdio_socket = ["0", "1"]
+            .iter()
+            .any(|fd| link(&format!("{tid}/fd/{fd}")).is_some_and(|l| l.starts_with("socket:")));
+    }
+    pre
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
 
     #[test]
     fn maps_host_ids_into_the_job() {
@@ -131,137 +383,49 @@ mod tests {
         assert!(info.cwd.is_some());
         assert!(!info.lost);
     }
-}
 
-/// What an exec'ing process asked for, read at the syscall's entry while it waits for us:
-/// nothing of it can be gone yet.
-#[derive(Debug, Default, Clone)]
-pub struct PreExec {
-    /// The path handed to execve, made absolute against the cwd or the dirfd.
-    pub path: Option<String>,
-    pub info: ExecInfo,
-}
-
-/// Reads another process's memory with one syscall, no file to open (the caller waits in
-/// seccomp, so its memory holds still).
-fn remote_read(pid: u32, addr: u64, buf: &mut [u8]) -> Option<usize> {
-    use nix::sys::uio::{RemoteIoVec, process_vm_readv};
-    let remote = [RemoteIoVec {
-        base: addr as usize,
-        len: buf.len(),
-    }];
-    let mut local = [std::io::IoSliceMut::new(buf)];
-    process_vm_readv(nix::unistd::Pid::from_raw(pid as i32), &mut local, &remote).ok()
-}
-
-fn read_cstr(pid: u32, addr: u64, max: usize) -> Option<Vec<u8>> {
-    if addr == 0 {
-        return None;
+    #[test]
+    fn reads_argv_and_path_from_another_threads_memory_in_few_reads() {
+        use std::ffi::CString;
+        let proc = rustix::fs::open(
+            "/proc",
+            rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
+        let long = "x".repeat(3000);
+        let args: Vec<CString> = ["cc", "-c", "a b.c", long.as_str()]
+            .iter()
+            .map(|a| CString::new(*a).unwrap())
+            .collect();
+        let mut ptrs: Vec<u64> = args.iter().map(|a| a.as_ptr() as u64).collect();
+        ptrs.push(0);
+        let path = CString::new("bin/cc").unwrap();
+        let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+        let mut call = [0u64; 6];
+        call[0] = path.as_ptr() as u64;
+        call[1] = ptrs.as_ptr() as u64;
+        let pre = pre_exec(proc.as_fd(), tid, false, call, true, |_| true);
+        let cwd = std::env::current_dir().unwrap().to_string_lossy().into_owned();
+        assert_eq!(pre.cwd.as_deref(), Some(cwd.as_str()));
+        assert_eq!(pre.path, Some(format!("{}/bin/cc", cwd.trim_end_matches('/'))));
+        assert_eq!(&pre.argv[..3], &["cc", "-c", "a b.c"]);
+        // Cut at the report's budget, and marked as cut.
+        assert!(
+            pre.argv[3].ends_with('…') && pre.argv[3].len() < 2100,
+            "{}",
+            pre.argv[3].len()
+        );
+        assert!(!pre.stdio_socket);
+        // execveat: the path is relative to a directory fd of the caller.
+        let dir = std::fs::File::open("/usr").unwrap();
+        let rel = CString::new("bin/true").unwrap();
+        let mut call = [0u64; 6];
+        call[0] = std::os::fd::AsRawFd::as_raw_fd(&dir) as u64;
+        call[1] = rel.as_ptr() as u64;
+        call[2] = ptrs.as_ptr() as u64;
+        let pre = pre_exec(proc.as_fd(), tid, true, call, true, |_| false);
+        assert_eq!(pre.path.as_deref(), Some("/usr/bin/true"));
+        assert_eq!(pre.argv.len(), 4);
     }
-    let mut out = Vec::new();
-    let mut buf = [0u8; 256];
-    while out.len() < max {
-        // Never cross a page in one read: the next page may be unmapped.
-        let at = addr + out.len() as u64;
-        let room = (4096 - (at % 4096) as usize).min(buf.len());
-        let n = remote_read(pid, at, &mut buf[..room])?;
-        if n == 0 {
-            break;
-        }
-        match buf[..n].iter().position(|b| *b == 0) {
-            Some(end) => {
-                out.extend_from_slice(&buf[..end]);
-                return Some(out);
-            }
-            None => out.extend_from_slice(&buf[..n]),
-        }
-    }
-    out.truncate(max);
-    Some(out)
-}
-
-/// Reads execve's (or execveat's) path and argv from the caller's memory, and its cwd, ids and
-/// stdio, at the call's entry. `tid` is the calling thread's host id.
-pub fn pre_exec(tid: u32, execveat: bool, args: [u64; 6], check_stdio: impl Fn(&str) -> bool) -> PreExec {
-    let base = format!("/proc/{tid}");
-    let mut pre = PreExec::default();
-    let (dirfd, path_ptr, argv_ptr) = if execveat {
-        (args[0] as i32, args[1], args[2])
-    } else {
-        (-100, args[0], args[1])
-    };
-    let info = &mut pre.info;
-    info.cwd = fs::read_link(format!("{base}/cwd"))
-        .ok()
-        .map(|p| p.to_string_lossy().into_owned());
-    let mut used = 0;
-    let mut ptrs = [0u8; 8 * 64];
-    let mut index = 0u64;
-    'outer: while used < ARGV_BYTES && argv_ptr != 0 {
-        let at = argv_ptr + index * 8;
-        let room = ((4096 - (at % 4096) as usize) / 8 * 8).clamp(8, ptrs.len());
-        let Some(n) = remote_read(tid, at, &mut ptrs[..room]) else {
-            break;
-        };
-        if n < 8 {
-            break;
-        }
-        for chunk in ptrs[..n - n % 8].chunks(8) {
-            let p = u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
-            index += 1;
-            if p == 0 {
-                break 'outer;
-            }
-            let Some(s) = read_cstr(tid, p, ARGV_BYTES - used) else {
-                break 'outer;
-            };
-            used += s.len() + 1;
-            let mut a = String::from_utf8_lossy(&s).into_owned();
-            if used >= ARGV_BYTES {
-                a.push('…');
-            }
-            info.argv.push(a);
-            if used >= ARGV_BYTES || index >= 4096 {
-                break 'outer;
-            }
-        }
-    }
-    if let Some(p) = read_cstr(tid, path_ptr, 4096) {
-        let p = String::from_utf8_lossy(&p).into_owned();
-        pre.path = Some(if p.starts_with('/') {
-            p
-        } else {
-            let dir = if dirfd == -100 {
-                info.cwd.clone()
-            } else {
-                fs::read_link(format!("{base}/fd/{dirfd}"))
-                    .ok()
-                    .map(|d| d.to_string_lossy().into_owned())
-            };
-            match (dir, p.is_empty()) {
-                (Some(d), true) => d,
-                (Some(d), false) => {
-                    format!("{}/{}", d.trim_end_matches('/'), p.trim_start_matches("./"))
-                }
-                (None, _) => p,
-            }
-        });
-    }
-    if let Ok(st) = fs::read_to_string(format!("{base}/status")) {
-        for line in st.lines() {
-            if let Some(v) = line.strip_prefix("Uid:") {
-                info.host_uid = v.split_whitespace().next().and_then(|u| u.parse().ok());
-            } else if let Some(v) = line.strip_prefix("NSpid:") {
-                info.ns_pid = v.split_whitespace().last().and_then(|u| u.parse().ok());
-            }
-        }
-    }
-    let name = pre.path.as_deref().unwrap_or("");
-    let argv0 = info.argv.first().map(|s| s.as_str()).unwrap_or("");
-    if check_stdio(name) || check_stdio(argv0) {
-        info.stdio_socket = ["0", "1"].iter().any(|fd| {
-            fs::read_link(format!("{base}/fd/{fd}")).is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
-        });
-    }
-    pre
 }

@@ -8,7 +8,7 @@ pub mod units;
 
 pub use context::{ContextError, JobContext};
 pub use pools::{Check, Decision, Pool, PoolError, gate};
-pub use schema::{Bind, Filesystem, Job, JobId, Limits, Policy, Security};
+pub use schema::{Bind, Filesystem, Job, JobId, Limits, Monitor, MonitorMode, Policy, Security, Severity};
 pub use units::{Dur, Size};
 
 use sha2::{Digest, Sha256};
@@ -151,6 +151,27 @@ fn validate(p: &Policy) -> Result<(), (String, String)> {
     for w in &p.security.writable {
         abs("security.writable", w)?;
     }
+    let f = p.monitor.cpu_anomaly_factor;
+    if !(f.is_finite() && (1.0..=100.0).contains(&f)) {
+        return err(
+            "monitor.cpu_anomaly_factor",
+            format!("{f} is not a factor between 1 and 100 (1.5: half again the baseline's peak)"),
+        );
+    }
+    for g in &p.monitor.protect_source {
+        if g == "git" {
+            continue;
+        }
+        if g.is_empty() || g.starts_with('/') || g.split('/').any(|c| c == "..") {
+            return err(
+                "monitor.protect_source",
+                format!("{g:?}: a glob relative to the workspace (or \"git\"), inside it"),
+            );
+        }
+        if let Err(e) = globset::Glob::new(g) {
+            return err("monitor.protect_source", format!("{g:?}: {}", e.kind()));
+        }
+    }
     pools::validate_pools(p)?;
     Ok(())
 }
@@ -241,5 +262,58 @@ mod tests {
             "{e}"
         );
         assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn monitor_section_defaults_and_errors() {
+        let p = Policy::default_policy();
+        assert_eq!(p.monitor.mode, MonitorMode::Audit);
+        assert_eq!(p.monitor.block_at, Severity::High);
+        assert_eq!(p.monitor.cpu_anomaly_factor, 1.5);
+        assert!(p.monitor.expected_duration.is_none() && p.monitor.protect_source.is_empty());
+        let p = parse(
+            "[monitor]\nmode = \"block\"\nblock_at = \"medium\"\nexpected_duration = \"90s\"\ncpu_anomaly_factor = 3.0\nprotect_source = [\"git\", \"src/**/*.rs\"]\n",
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(p.monitor.mode, MonitorMode::Block);
+        assert_eq!(p.monitor.block_at, Severity::Medium);
+        assert_eq!(p.monitor.expected_duration.unwrap().0.as_secs(), 90);
+        assert_eq!(p.monitor.cpu_anomaly_factor, 3.0);
+        assert_eq!(p.monitor.protect_source, ["git", "src/**/*.rs"]);
+        let e = |t: &str| parse(t, "p.toml").unwrap_err().to_string();
+        assert!(
+            e("[monitor]\nmode = \"watch\"\n").starts_with("p.toml:2: monitor.mode: unknown variant `watch`"),
+            "{}",
+            e("[monitor]\nmode = \"watch\"\n")
+        );
+        assert!(
+            e("[monitor]\n\nblock_at = \"severe\"\n")
+                .starts_with("p.toml:3: monitor.block_at: unknown variant `severe`")
+        );
+        assert!(e("[monitor]\nexpected_duration = \"soon\"\n").starts_with("p.toml:2: monitor.expected_duration:"));
+        assert_eq!(
+            e("[monitor]\nexpected_duration = \"0s\"\n"),
+            "p.toml:2: monitor.expected_duration: duration \"0s\" must be greater than zero"
+        );
+        assert!(
+            e("[monitor]\ncpu_anomaly_factor = 0.5\n")
+                .starts_with("p.toml:2: monitor.cpu_anomaly_factor: 0.5 is not a factor between 1 and 100")
+        );
+        assert!(
+            e("[monitor]\nprotect_source = [\"src/[\"]\n").starts_with("p.toml:2: monitor.protect_source: \"src/[\": ")
+        );
+        assert!(
+            e("[monitor]\nprotect_source = [\"/etc/*\"]\n").starts_with("p.toml:2: monitor.protect_source: \"/etc/*\"")
+        );
+        assert!(e("[monitor]\nmod = \"block\"\n").starts_with("p.toml:2: monitor.mod: unknown field `mod`"));
+        // A pool may watch its jobs more strictly.
+        let p = parse(
+            "default_pool = \"ci\"\n[pools.ci]\n[pools.prod]\n[pools.prod.monitor]\nmode = \"block\"\n",
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(p.for_pool("prod").unwrap().monitor.mode, MonitorMode::Block);
+        assert_eq!(p.for_pool("ci").unwrap().monitor.mode, MonitorMode::Audit);
     }
 }

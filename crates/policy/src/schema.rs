@@ -6,6 +6,7 @@ use crate::units::{Dur, Size};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+pub use stockade_report::Severity;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,6 +24,9 @@ pub struct Policy {
     /// Egress by name (see the egress crate; `stockade policy default` documents every key).
     #[serde(default)]
     pub egress: stockade_egress::EgressPolicy,
+    /// How the job is watched and when it is stopped (the command line overrides each key).
+    #[serde(default)]
+    pub monitor: Monitor,
     /// Runner pools: an admission rule and sandbox settings each (see pools.rs).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pools: BTreeMap<String, Pool>,
@@ -148,6 +152,41 @@ impl Default for Security {
             seccomp: true,
             landlock: true,
             writable: Vec::new(),
+        }
+    }
+}
+
+/// How a job is watched: `audit` records and reports, `block` also stops the job at the first
+/// detection at or above `block_at`, `off` records nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MonitorMode {
+    Audit,
+    Block,
+    Off,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Monitor {
+    pub mode: MonitorMode,
+    pub block_at: Severity,
+    /// Running longer than this raises duration-anomaly.
+    pub expected_duration: Option<Dur>,
+    /// Sustained CPU above the baseline's peak times this raises cpu-anomaly.
+    pub cpu_anomaly_factor: f64,
+    /// `git` (the files git tracks in the workspace) and/or globs relative to the workspace.
+    pub protect_source: Vec<String>,
+}
+
+impl Default for Monitor {
+    fn default() -> Self {
+        Monitor {
+            mode: MonitorMode::Audit,
+            block_at: Severity::High,
+            expected_duration: None,
+            cpu_anomaly_factor: 1.5,
+            protect_source: Vec::new(),
         }
     }
 }

@@ -388,7 +388,8 @@ fn ranges(nrs: &[libc::c_long]) -> Vec<(u32, u32)> {
 }
 
 /// Calls the monitor watches (`Plan::watch_syscalls`): sent to the supervisor, which records
-/// them (argv at exec, the target of a memory read) and lets them go on.
+/// them (argv at exec, the target of a memory read, that a process changed directory) and lets
+/// them go on.
 #[cfg(target_arch = "x86_64")]
 pub const WATCHED: &[libc::c_long] = &[
     libc::SYS_execve,
@@ -396,9 +397,28 @@ pub const WATCHED: &[libc::c_long] = &[
     libc::SYS_ptrace,
     libc::SYS_process_vm_readv,
     libc::SYS_process_vm_writev,
+    libc::SYS_chdir,
+    libc::SYS_fchdir,
 ];
 #[cfg(not(target_arch = "x86_64"))]
 pub const WATCHED: &[libc::c_long] = &[];
+
+/// The name of a watched call, without allocating: it is looked up while the caller waits.
+pub fn watched_name(nr: i32) -> Option<&'static str> {
+    #[cfg(target_arch = "x86_64")]
+    let names: &[(libc::c_long, &str)] = &[
+        (libc::SYS_execve, "execve"),
+        (libc::SYS_execveat, "execveat"),
+        (libc::SYS_ptrace, "ptrace"),
+        (libc::SYS_process_vm_readv, "process_vm_readv"),
+        (libc::SYS_process_vm_writev, "process_vm_writev"),
+        (libc::SYS_chdir, "chdir"),
+        (libc::SYS_fchdir, "fchdir"),
+    ];
+    #[cfg(not(target_arch = "x86_64"))]
+    let names: &[(libc::c_long, &str)] = &[];
+    names.iter().find(|(n, _)| *n == nr as libc::c_long).map(|(_, s)| *s)
+}
 
 /// The BPF program. With `notify`, denied calls are sent to the supervisor; otherwise they fail
 /// with EPERM directly. With `watch` (and `notify`), the `WATCHED` calls are sent there too.

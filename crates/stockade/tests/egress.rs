@@ -52,7 +52,7 @@ impl Drop for TempDir {
 }
 
 /// HTTP/1.1 on 127.0.0.1: `/` says who it is and which Host it saw; `/bytes/N` streams N
-/// bytes of 64 KiB blocks stamped with their index; `/hold` answers once `hold` requests are
+/// bytes of 64 KiB blocks stamped with their index; `/status/N` answers status N; `/hold` answers once `hold` requests are
 /// open at the same time and says how many were.
 struct HttpServer {
     port: u16,
@@ -109,6 +109,12 @@ fn serve(s: TcpStream, who: &str, hold: usize, h: &(Mutex<usize>, Condvar)) -> s
             index += 1;
         }
         return Ok(());
+    }
+    if let Some(code) = path.strip_prefix("/status/") {
+        return write!(
+            w,
+            "HTTP/1.1 {code} Test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
     }
     let body = if path == "/hold" {
         let (m, cv) = h;
@@ -181,11 +187,13 @@ impl Drop for HttpsServer {
     }
 }
 
-/// A network namespace joined to the host by veth: host side 10.214.N.1, test host 10.214.N.2.
-/// Its listeners are small perl programs (perl-base) that print one line per contact.
+/// A network namespace joined to the host by veth: host side 10.214.N.1 and fd00:214:N::1, test
+/// host 10.214.N.2 and fd00:214:N::2. Its listeners are small perl programs (perl-base) that
+/// print one line per contact.
 struct TestHost {
     name: String,
     addr: String,
+    addr6: String,
     servers: Vec<Child>,
 }
 
@@ -208,11 +216,13 @@ impl TestHost {
         let (vh, vp) = (format!("seeh{tag}"), format!("seep{tag}"));
         let octet = 16 + (std::process::id() % 200 + n * 7) % 230;
         let addr = format!("10.214.{octet}.2");
+        let addr6 = format!("fd00:214:{octet}::2");
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
         ip(&["netns", "add", &name]);
         let th = TestHost {
             name: name.clone(),
             addr: addr.clone(),
+            addr6: addr6.clone(),
             servers: Vec::new(),
         };
         ip(&["link", "add", &vh, "type", "veth", "peer", "name", &vp]);
@@ -222,19 +232,27 @@ impl TestHost {
         ip(&["-n", &name, "addr", "add", &format!("{addr}/30"), "dev", &vp]);
         ip(&["-n", &name, "link", "set", &vp, "up"]);
         ip(&["-n", &name, "link", "set", "lo", "up"]);
+        ip(&["-n", &name, "addr", "add", &format!("{addr6}/64"), "dev", &vp, "nodad"]);
+        ip(&["addr", "add", &format!("fd00:214:{octet}::1/64"), "dev", &vh, "nodad"]);
         th
     }
 
     /// A TCP or UDP listener on the test host; returns its index for `contacts`.
     fn listen(&mut self, proto: &str, port: u16) -> usize {
+        let at = format!("{}:{port}", self.addr);
+        self.listen_at(proto, &at)
+    }
+
+    /// As `listen`, at any address of the test host (`[v6]:port`).
+    fn listen_at(&mut self, proto: &str, at: &str) -> usize {
         let script = if proto == "tcp" {
-            "use IO::Socket::INET; $|=1; my $l=IO::Socket::INET->new(LocalAddr=>$ARGV[0],Proto=>'tcp',Listen=>64,ReuseAddr=>1) or die $!; print \"listening\\n\"; while (my $c=$l->accept) { print \"contact\\n\"; print $c \"test-host\\n\"; close $c }"
+            "use IO::Socket::IP; $|=1; my $l=IO::Socket::IP->new(LocalHost=>$ARGV[0],Proto=>'tcp',Listen=>64,ReuseAddr=>1) or die $!; print \"listening\\n\"; while (my $c=$l->accept) { print \"contact\\n\"; print $c \"test-host\\n\"; close $c }"
         } else {
-            "use IO::Socket::INET; $|=1; my $l=IO::Socket::INET->new(LocalAddr=>$ARGV[0],Proto=>'udp') or die $!; print \"listening\\n\"; while ($l->recv(my $d, 2048)) { print \"contact\\n\" }"
+            "use IO::Socket::IP; $|=1; my $l=IO::Socket::IP->new(LocalHost=>$ARGV[0],Proto=>'udp') or die $!; print \"listening\\n\"; while ($l->recv(my $d, 2048)) { print \"contact\\n\" }"
         };
         let mut c = Command::new("ip")
             .args(["netns", "exec", &self.name, "perl", "-e", script])
-            .arg(format!("{}:{port}", self.addr))
+            .arg(at)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -361,6 +379,7 @@ fn allowed_name_works_through_proxy_variables_and_transparently() {
         &format!(
             "id -u; curl -sS http://allowed.test:{h}/; \
              curl -sS --noproxy '*' http://allowed.test:{h}/; \
+             curl -sS -o /dev/null -w 'auth %{{http_code}}\\n' http://allowed.test:{h}/status/401; \
              curl -sS --cacert {cert} -o /dev/null -w 'https-proxy %{{http_code}}\\n' https://allowed.test:{s}/; \
              curl -sS --noproxy '*' --cacert {cert} -o /dev/null -w 'https-transparent %{{http_code}}\\n' https://allowed.test:{s}/"
         ),
@@ -380,15 +399,33 @@ fn allowed_name_works_through_proxy_variables_and_transparently() {
         ("connect", "tls"),
         ("transparent", "tls"),
     ] {
-        let ev = j.find(&[
-            ("via", via),
-            ("protocol", proto),
-            ("name", "allowed.test"),
-            ("verdict", "allowed"),
-        ]);
+        let ev: Vec<&Value> = j
+            .find(&[
+                ("via", via),
+                ("protocol", proto),
+                ("name", "allowed.test"),
+                ("verdict", "allowed"),
+            ])
+            .into_iter()
+            .filter(|e| e["http_status"] != 401)
+            .collect();
         assert_eq!(ev.len(), 1, "{via} {proto}: {j:?}");
         assert!(ev[0]["bytes_down"].as_u64().unwrap() > 0, "{j:?}");
+        // The job process behind it, in the supervisor's pid namespace.
+        assert_eq!(ev[0]["comm"], "curl", "{j:?}");
+        assert!(ev[0]["pid"].as_u64().unwrap() > 1, "{j:?}");
+        let status = if proto == "http" { 200 } else { 0 };
+        assert_eq!(ev[0]["http_status"].as_u64().unwrap_or(0), status, "{j:?}");
     }
+    assert!(j.stdout.contains("auth 401"), "{j:?}");
+    assert_eq!(
+        j.find(&[("via", "proxy-request"), ("name", "allowed.test")])
+            .iter()
+            .filter(|e| e["http_status"] == 401)
+            .count(),
+        1,
+        "upstream's status is in the report for the monitor: {j:?}"
+    );
     assert!(j.stderr.contains("egress (allowlist):"), "summary on stderr: {j:?}");
 }
 
@@ -511,6 +548,88 @@ fn ip_literal_dns_over_tcp_and_udp_to_a_test_host_are_refused() {
     assert_eq!(th.contacts(tcp), 0);
     assert_eq!(th.contacts(dns), 0);
     assert_eq!(th.contacts(udp), 0);
+}
+
+/// From one Python process inside the sandbox: UDP and an ICMP echo (ping) to the test host,
+/// IPv6 UDP, and IPv6 TCP with HTTP naming a denied host; then two refused DNS questions, whose
+/// answers wait for their own process lookups, queued behind those of the packets sent before
+/// (so the process still holds the packets' sockets when they are looked up).
+const PACKET_PROBE: &str = r#"
+import socket, sys
+a, a6, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def attempt(what, f):
+    try:
+        f()
+        print(what, "sent")
+    except OSError as e:
+        print(what, "failed:", e.strerror)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+attempt("udp", lambda: u.sendto(b"x", (a, 9999)))
+p = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+attempt("ping", lambda: p.sendto(b"\x08\x00\x00\x00\x12\x34\x00\x01", (a, 0)))
+u6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+attempt("udp6", lambda: u6.sendto(b"x", (a6, 9999)))
+t6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+t6.settimeout(10)
+t6.connect((a6, port))
+t6.sendall(b"GET / HTTP/1.1\r\nHost: denied.test\r\n\r\n")
+print("tcp6 got", t6.recv(4096))
+for _ in range(2):
+    try:
+        socket.getaddrinfo("denied.test", 80, socket.AF_INET)
+    except OSError:
+        pass
+"#;
+
+#[test]
+fn udp_ping_and_ipv6_from_the_sandbox_are_refused_and_logged() {
+    require_root!();
+    let ws = TempDir::new("packets");
+    let mut th = TestHost::new();
+    let udp = th.listen("udp", 9999);
+    let tcp6 = th.listen_at("tcp", &format!("[{}]:8080", th.addr6));
+    let udp6 = th.listen_at("udp", &format!("[{}]:9999", th.addr6));
+    let (a, a6) = (th.addr.clone(), th.addr6.clone());
+    let j = job(
+        &flags("allowlist", &["allowed.test".into()], &[]),
+        &ws.0,
+        &format!("python3 -c '{PACKET_PROBE}' {a} {a6} 8080"),
+    );
+    for line in [
+        "udp failed: Operation not permitted",
+        "ping failed: Operation not permitted",
+        "udp6 failed: Operation not permitted",
+        "tcp6 got b''",
+    ] {
+        assert!(j.stdout.contains(line), "{line}: {j:?}");
+    }
+    for (via, protocol, target, rule) in [
+        (
+            "firewall",
+            "udp",
+            format!("{a}:9999"),
+            "UDP other than DNS is refused".to_string(),
+        ),
+        ("firewall", "icmp", format!("{a}:0"), "ICMP is refused".into()),
+        ("firewall", "udp", format!("[{a6}]:9999"), "IPv6 UDP is refused".into()),
+        (
+            "transparent",
+            "http",
+            format!("[{a6}]:8080"),
+            "name not in allowlist".into(),
+        ),
+    ] {
+        let ev = j.find(&[("via", via), ("protocol", protocol), ("client_target", &target)]);
+        assert_eq!(ev.len(), 1, "{protocol} {target}: {j:?}");
+        assert_eq!(ev[0]["verdict"], "refused", "{j:?}");
+        assert_eq!(ev[0]["rule"], rule, "{j:?}");
+        assert!(ev[0]["comm"].as_str().unwrap().starts_with("python"), "{j:?}");
+        assert!(ev[0]["pid"].as_u64().unwrap() > 1, "{j:?}");
+    }
+    assert!(j.stderr.contains(&format!("icmp {a}")), "{j:?}");
+    assert_eq!(th.contacts(udp), 0);
+    assert_eq!(th.contacts(tcp6), 0);
+    assert_eq!(th.contacts(udp6), 0);
 }
 
 #[test]

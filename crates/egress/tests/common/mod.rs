@@ -57,7 +57,8 @@ fn base_block() -> Vec<u8> {
 }
 
 /// A small HTTP/1.1 server on 127.0.0.1 (one thread per connection):
-/// `/` says who it is; `/bytes/N` streams N pattern bytes; `/hold` answers only once `hold`
+/// `/` says who it is; `/bytes/N` streams N pattern bytes; `/status/N` answers status N;
+/// `/hold` answers only once `hold`
 /// requests are open at the same time (or after a long safety wait), and reports how many were.
 pub struct HttpServer {
     pub port: u16,
@@ -135,6 +136,16 @@ fn serve_http(s: TcpStream, who: &str, hold: usize, h: &Hold) -> std::io::Result
             i += k as u64;
             index += 1;
         }
+        return Ok(());
+    }
+    if let Some(code) = path.strip_prefix("/status/") {
+        // An error status, as a server refusing credentials answers.
+        let body = "status\n";
+        write!(
+            w,
+            "HTTP/1.1 {code} Test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
         return Ok(());
     }
     let body = if path == "/hold" {
@@ -374,9 +385,15 @@ impl TestHost {
     /// Starts `stockade-egress-try probe serve-tcp|serve-udp ADDR:PORT` inside the test host;
     /// its stdout (one line per connection or datagram) is read by `stop_server`.
     pub fn serve(&mut self, kind: &str, port: u16) -> usize {
+        let at = format!("{}:{port}", self.addr);
+        self.serve_at(kind, &at)
+    }
+
+    /// As `serve`, at any address of the test host (`[v6]:port`).
+    pub fn serve_at(&mut self, kind: &str, at: &str) -> usize {
         let mut c = Command::new("ip")
             .args(["netns", "exec", &self.name, TRY, "probe", kind])
-            .arg(format!("{}:{port}", self.addr))
+            .arg(at)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();

@@ -1,7 +1,7 @@
 //! `stockade report`: reads a job report, re-checks it (optionally against a baseline), and
 //! prints a summary or writes a self-contained HTML page. Also the monitor's glue for `run`.
 
-use crate::cmd::run::JobSpec;
+use crate::cmd::run::{JobSpec, Watch};
 use crate::exit;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -33,7 +33,7 @@ pub fn main(a: Args) -> Result<i32> {
         None => None,
     };
     // A saved report is settled again: rules added since, or a baseline given now, apply.
-    stockade_monitor::finalize(&mut report, baseline.as_ref(), None);
+    stockade_monitor::finalize(&mut report, baseline.as_ref(), None, 0.0);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report.observed.detections)?);
     } else {
@@ -73,22 +73,29 @@ pub fn read_baseline(path: &Path) -> Result<(Baseline, String)> {
 }
 
 /// Before the sandbox: the monitor (subscribed to the kernel's events) and the baseline.
-pub(crate) fn prepare_monitor(spec: &JobSpec, secrets: &[Vec<u8>]) -> Result<(Option<Monitor>, Option<Baseline>)> {
-    let o = &spec.monitor;
+pub(crate) fn prepare_monitor(
+    spec: &JobSpec,
+    o: &Watch,
+    secrets: &[Vec<u8>],
+) -> Result<(Option<Monitor>, Option<Baseline>)> {
     let baseline = match &o.baseline {
         Some(p) => Some(read_baseline(p)?),
         None => None,
     };
     if o.mode == Mode::Off {
-        if baseline.is_some() || !o.protect.is_empty() {
+        // What the policy asks of a monitor that the command line turned off is moot.
+        if baseline.is_some() || !spec.monitor.protect.is_empty() {
             bail!("--mode off: --baseline and --protect-source need monitoring");
         }
         return Ok((None, None));
     }
     let workspace = match &spec.workspace {
         Some(w) => Some(std::fs::canonicalize(w).with_context(|| format!("--workspace {}", w.display()))?),
-        None if !o.protect.is_empty() => {
+        None if !spec.monitor.protect.is_empty() => {
             bail!("--protect-source needs --workspace (the checkout to protect)")
+        }
+        None if !o.protect.is_empty() => {
+            bail!("the policy's [monitor] protect_source needs --workspace (the checkout to protect)")
         }
         None => None,
     };
@@ -104,6 +111,12 @@ pub(crate) fn prepare_monitor(spec: &JobSpec, secrets: &[Vec<u8>]) -> Result<(Op
         workspace,
         protect: o.protect.clone(),
         expected_duration: o.expected_duration,
+        writable_root: spec
+            .policy
+            .filesystem
+            .writable_root
+            .then(|| spec.policy.filesystem.rootfs.clone()),
+        cpu_factor: o.cpu_factor,
     };
     match Monitor::new(cfg) {
         Ok(m) => Ok((Some(m), baseline.map(|b| b.0))),
@@ -117,14 +130,14 @@ pub(crate) fn prepare_monitor(spec: &JobSpec, secrets: &[Vec<u8>]) -> Result<(Op
 }
 
 /// After teardown: settles detections, prints them, and applies block mode to the exit code.
-pub(crate) fn conclude_monitor(report: &mut JobReport, spec: &JobSpec, baseline: Option<&Baseline>, code: i32) -> i32 {
-    let expected = spec.monitor.expected_duration.map(|d| d.as_millis() as u64);
-    let blocked = stockade_monitor::finalize(report, baseline, expected);
+pub(crate) fn conclude_monitor(report: &mut JobReport, o: &Watch, baseline: Option<&Baseline>, code: i32) -> i32 {
+    let expected = o.expected_duration.map(|d| d.as_millis() as u64);
+    let blocked = stockade_monitor::finalize(report, baseline, expected, o.cpu_factor);
     for d in &report.observed.detections {
         eprintln!("stockade: detection: {} {}: {}", d.severity, d.id, d.explanation);
     }
     let mut code = code;
-    if spec.monitor.mode == Mode::Block {
+    if o.mode == Mode::Block {
         match blocked {
             Some(b) => {
                 eprintln!(

@@ -85,20 +85,23 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
     /// Monitoring: audit (record and report), block (also stop the job at the first detection
-    /// at or above --block-at, exit 120), or off.
-    #[arg(long, value_name = "MODE", default_value = "audit")]
-    pub mode: stockade_monitor::Mode,
-    /// Severity at which block mode stops the job (info, low, medium, high, critical).
-    #[arg(long, value_name = "SEVERITY", default_value = "high")]
-    pub block_at: stockade_monitor::Severity,
+    /// at or above --block-at, exit 120), or off [default: the policy's [monitor] mode, audit].
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<stockade_monitor::Mode>,
+    /// Severity at which block mode stops the job (info, low, medium, high, critical)
+    /// [default: the policy's [monitor] block_at, high].
+    #[arg(long, value_name = "SEVERITY")]
+    pub block_at: Option<stockade_monitor::Severity>,
     /// Compare the job with a baseline written by `stockade baseline learn`.
     #[arg(long, value_name = "FILE")]
     pub baseline: Option<PathBuf>,
     /// Watch source files: `--protect-source` (the files git tracks in the workspace) or
-    /// `--protect-source=GLOB` relative to it (repeatable). Needs --workspace.
+    /// `--protect-source=GLOB` relative to it (repeatable; replaces the policy's
+    /// [monitor] protect_source). Needs --workspace.
     #[arg(long, value_name = "GLOB", num_args = 0..=1, require_equals = true, default_missing_value = "git")]
     pub protect_source: Vec<String>,
-    /// How long the job should take; running longer raises duration-anomaly.
+    /// How long the job should take; running longer raises duration-anomaly (overrides the
+    /// policy's [monitor] expected_duration).
     #[arg(long, value_name = "DURATION")]
     pub expected_duration: Option<Dur>,
     /// The job's context (JSON, see `stockade gate`): the job runs only if its pool admits it
@@ -159,24 +162,47 @@ pub fn main(a: Args, verbose: u8) -> Result<i32> {
     })
 }
 
-/// How the job is watched (`--mode`, `--baseline`, ...).
+/// How the job is watched (`--mode`, `--baseline`, ...): each one given overrides the policy's
+/// `[monitor]` key; the default leaves every key to the policy.
+#[derive(Default)]
 pub struct MonitorOpts {
-    pub mode: stockade_monitor::Mode,
-    pub threshold: stockade_monitor::Severity,
+    pub mode: Option<stockade_monitor::Mode>,
+    pub threshold: Option<stockade_monitor::Severity>,
     pub baseline: Option<PathBuf>,
-    /// `git` and/or globs relative to the workspace.
+    /// `git` and/or globs relative to the workspace; empty: the policy's.
     pub protect: Vec<String>,
     pub expected_duration: Option<std::time::Duration>,
 }
 
-impl Default for MonitorOpts {
-    fn default() -> Self {
-        MonitorOpts {
-            mode: stockade_monitor::Mode::Audit,
-            threshold: stockade_monitor::Severity::High,
-            baseline: None,
-            protect: Vec::new(),
-            expected_duration: None,
+/// The monitor settings of one job: the policy's `[monitor]` section, the command line on top.
+pub struct Watch {
+    pub mode: stockade_monitor::Mode,
+    pub threshold: stockade_monitor::Severity,
+    pub baseline: Option<PathBuf>,
+    pub protect: Vec<String>,
+    pub expected_duration: Option<std::time::Duration>,
+    pub cpu_factor: f64,
+}
+
+impl MonitorOpts {
+    pub fn resolve(&self, p: &stockade_policy::Monitor) -> Watch {
+        use stockade_monitor::Mode;
+        use stockade_policy::MonitorMode;
+        Watch {
+            mode: self.mode.unwrap_or(match p.mode {
+                MonitorMode::Audit => Mode::Audit,
+                MonitorMode::Block => Mode::Block,
+                MonitorMode::Off => Mode::Off,
+            }),
+            threshold: self.threshold.unwrap_or(p.block_at),
+            baseline: self.baseline.clone(),
+            protect: if self.protect.is_empty() {
+                p.protect_source.clone()
+            } else {
+                self.protect.clone()
+            },
+            expected_duration: self.expected_duration.or(p.expected_duration.map(|d| d.0)),
+            cpu_factor: p.cpu_anomaly_factor,
         }
     }
 }
@@ -225,7 +251,8 @@ pub fn execute(spec: JobSpec) -> Result<i32> {
     // 4. Spawn (single-threaded), then supervise until the job ends and is torn down. The
     // monitor subscribes before the sandbox exists and marks its mounts before the job starts.
     let mut plan = plan;
-    let (monitor, baseline) = crate::cmd::report::prepare_monitor(&spec, &secrets)?;
+    let watch = spec.monitor.resolve(&policy.monitor);
+    let (monitor, baseline) = crate::cmd::report::prepare_monitor(&spec, &watch, &secrets)?;
     if let Some(m) = &monitor {
         plan.before_job = Some(m.before_job());
         plan.watch_syscalls = true;
@@ -244,8 +271,23 @@ pub fn execute(spec: JobSpec) -> Result<i32> {
     }
     // Egress: serve the proxy and resolver sockets that init made in the job's network namespace.
     let egress = if policy.egress.is_enabled() {
-        match stockade_egress::Egress::start(&policy.egress, sandbox.take_net_fds()) {
-            Ok(e) => Some(e),
+        let config = stockade_egress::StartConfig {
+            job_init_pid: Some(sandbox.init_pid()),
+        };
+        match stockade_egress::Egress::start(&policy.egress, sandbox.take_net_fds(), config) {
+            Ok(e) => {
+                // Egress events reach the monitor as they happen: block mode stops the job at its
+                // first refused connection rather than judging the log at the end.
+                if let Some(r) = &running {
+                    let hook = r.egress_hook();
+                    e.on_event(std::sync::Arc::new(move |ev: &stockade_egress::EgressEvent| {
+                        if let Ok(v) = serde_json::to_value(ev) {
+                            hook(&v);
+                        }
+                    }));
+                }
+                Some(e)
+            }
             Err(e) => {
                 sandbox.killer().kill();
                 let _ = sandbox.wait();
@@ -353,7 +395,7 @@ pub fn execute(spec: JobSpec) -> Result<i32> {
             },
             observed,
         };
-        let final_code = crate::cmd::report::conclude_monitor(&mut report, &spec, baseline.as_ref(), final_code);
+        let final_code = crate::cmd::report::conclude_monitor(&mut report, &watch, baseline.as_ref(), final_code);
         if let Some(path) = &spec.report {
             write_report(path, &report)?;
         }
