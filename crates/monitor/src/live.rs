@@ -12,7 +12,7 @@ use crate::report::{Blocked, Detection, FileChanges, MonitorEvent, MonitorInfo, 
 use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags, MarkFlags, MaskFlags};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -248,15 +248,23 @@ impl Monitor {
             kill,
         });
         let stop = Arc::new(AtomicBool::new(false));
+        // Wakes the thread at once when the job is over, instead of at its next poll timeout.
+        let wake = rustix::event::eventfd(
+            0,
+            rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+        )
+        .ok()
+        .map(Arc::new);
         let thread = {
             let shared = Arc::clone(&shared);
             let stop = Arc::clone(&stop);
+            let wake = wake.clone();
             let conn = self.conn;
             let fan = self.fan.clone();
             let devs = self.attached.lock().map(|a| a.devs.clone()).unwrap_or_default();
             std::thread::Builder::new()
                 .name("stockade-monitor".into())
-                .spawn(move || run(shared, conn, fan, devs, stop))
+                .spawn(move || run(shared, conn, fan, devs, stop, wake))
                 .ok()
         };
         let mut warnings = self.warnings;
@@ -266,6 +274,7 @@ impl Monitor {
         Running {
             shared,
             stop,
+            wake,
             thread,
             attached: self.attached,
             guard: self.guard,
@@ -298,6 +307,7 @@ impl Shared {
 
 /// A monitor that follows a job.
 pub struct Running {
+    wake: Option<Arc<OwnedFd>>,
     shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -385,6 +395,9 @@ impl Running {
     /// mounts and protected files, and returns the report's monitor part.
     pub fn finish(mut self) -> Observed {
         self.stop.store(true, Ordering::Relaxed);
+        if let Some(w) = &self.wake {
+            let _ = rustix::io::write(w, &1u64.to_ne_bytes());
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -856,6 +869,7 @@ fn run(
     fan: Option<Arc<Fanotify>>,
     devs: Vec<(u64, String)>,
     stop: Arc<AtomicBool>,
+    wake: Option<Arc<OwnedFd>>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut batch: Vec<Stamped> = Vec::with_capacity(256);
@@ -871,6 +885,9 @@ fn run(
             let mut fds = vec![PollFd::new(&cfd, PollFlags::IN)];
             if let Some(f) = &fan {
                 fds.push(PollFd::new(f.as_ref(), PollFlags::IN));
+            }
+            if let Some(w) = &wake {
+                fds.push(PollFd::new(w.as_ref(), PollFlags::IN));
             }
             let timeout = Timespec {
                 tv_sec: 0,
@@ -914,14 +931,14 @@ fn run(
                         tv_sec: 0,
                         tv_nsec: 3_000_000,
                     };
-                    match &fan {
-                        Some(f) => {
-                            let _ = rustix::event::poll(&mut [PollFd::new(f.as_ref(), PollFlags::IN)], Some(&t));
-                        }
-                        None => {
-                            let _ = rustix::event::poll(&mut [], Some(&t));
-                        }
+                    let mut fds = Vec::with_capacity(2);
+                    if let Some(f) = &fan {
+                        fds.push(PollFd::new(f.as_ref(), PollFlags::IN));
                     }
+                    if let Some(w) = &wake {
+                        fds.push(PollFd::new(w.as_ref(), PollFlags::IN));
+                    }
+                    let _ = rustix::event::poll(&mut fds, Some(&t));
                 }
                 break;
             }
