@@ -30,51 +30,6 @@ fn v2_controllers(root: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Starts paying, in a throw-away child, the RCU grace period that the first cgroup migration
-/// after a quiet spell waits for (cgroup_threadgroup_rwsem is global; milliseconds on hosts
-/// without `favordynmods`), when the job's limits will need a v1 migration. The child moves
-/// itself into the cgroup it is already in, so nothing changes but the lock's state, and
-/// `Cgroups::join_v1` shortly after finds it warm. Dropping the result reaps the child.
-pub fn warm_migration(limits: &Limits) -> Warming {
-    Warming(warm_child(limits))
-}
-
-/// The child of `warm_migration`, reaped on drop.
-pub struct Warming(Option<crate::sys::Pid>);
-
-impl Drop for Warming {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0.take() {
-            let _ = crate::sys::waitpid(pid, false);
-        }
-    }
-}
-
-fn warm_child(limits: &Limits) -> Option<crate::sys::Pid> {
-    if crate::sys::getuid() != 0 {
-        return None;
-    }
-    let v2 = v2_root().map(|r| v2_controllers(&r)).unwrap_or_default();
-    let wanted = [
-        ("memory", limits.memory.is_some()),
-        ("pids", limits.pids.is_some()),
-        ("cpu", limits.cpus.is_some_and(|c| c > 0.0)),
-    ];
-    let ctrl = wanted
-        .iter()
-        .find(|(c, want)| *want && !v2.iter().any(|x| x == c) && v1_mount(c).is_some())?
-        .0;
-    let own = fs::read_to_string("/proc/self/cgroup").ok()?;
-    let rel = own.lines().find_map(|l| {
-        let mut f = l.splitn(3, ':');
-        let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
-        ctrls.split(',').any(|c| c == ctrl).then(|| path.to_string())
-    })?;
-    let procs = v1_mount(ctrl)?.join(rel.trim_start_matches('/')).join("cgroup.procs");
-    let path = std::ffi::CString::new(procs.into_os_string().into_encoded_bytes()).ok()?;
-    crate::sys::fork_write(&path, b"0").ok()
-}
-
 pub struct Cgroups {
     /// The job's v2 cgroup: tracking and kill.
     pub v2: Option<PathBuf>,

@@ -119,7 +119,6 @@ impl Sandbox {
             (sys::getuid(), sys::getgid())
         };
 
-        let warming = cgroup::warm_migration(&plan.limits);
         // 1. The workspace, checked before anything is created; then the job's directory and,
         // without a workspace, a scratch one. The job directory stays empty on the host: init
         // covers it with a private tmpfs for the new root, the hidden-file stand-in and the files
@@ -328,7 +327,6 @@ impl Sandbox {
             return Err(SandboxError::Channel(e));
         }
         let joined = sb.cgroups.join_v1(init_pid);
-        drop(warming);
         if let Err(e) = joined {
             sb.abort();
             return Err(e);

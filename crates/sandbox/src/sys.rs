@@ -100,26 +100,6 @@ pub fn fork() -> io::Result<Option<Pid>> {
     Ok(if r == 0 { None } else { Some(r) })
 }
 
-/// Forks a child that writes `data` to `path` and exits, for work that must happen soon but
-/// need not block the caller. The caller reaps the child with `waitpid`.
-pub fn fork_write(path: &CStr, data: &[u8]) -> io::Result<Pid> {
-    // SAFETY: called only while the supervisor is single-threaded (before the sandbox's clone);
-    // the child calls only async-signal-safe functions (open, write, _exit) on memory that was
-    // valid before the fork.
-    let r = cvt(unsafe { libc::fork() })?;
-    if r == 0 {
-        // SAFETY: `path` is NUL-terminated and `data` is a valid buffer of `data.len()` bytes.
-        unsafe {
-            let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-            if fd >= 0 {
-                libc::write(fd, data.as_ptr().cast(), data.len());
-            }
-            libc::_exit(0);
-        }
-    }
-    Ok(r)
-}
-
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit ends the process without running destructors, which is what a forked child
     // must do so that it does not flush or drop the parent's state.
