@@ -12,7 +12,7 @@ use crate::report::{Blocked, Detection, FileChanges, MonitorEvent, MonitorInfo, 
 use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags, MarkFlags, MaskFlags};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -293,11 +293,19 @@ impl Monitor {
             state: Mutex::new(state),
             kill,
         });
-        let stop = Arc::new(AtomicBool::new(false));
         // What exec'ing processes asked for goes to the monitor thread over a channel: the
         // seccomp thread answers the job as soon as it has read it, never waiting for a lock.
         let (exec_tx, exec_rx) = std::sync::mpsc::channel();
         let unsettled = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(Stop {
+            flag: AtomicBool::new(false),
+            // Wakes the thread at once when the job is over, instead of at its next poll timeout.
+            wake: rustix::event::eventfd(
+                0,
+                rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+            )
+            .ok(),
+        });
         let thread = {
             let shared = Arc::clone(&shared);
             let stop = Arc::clone(&stop);
@@ -332,6 +340,12 @@ impl Monitor {
     }
 }
 
+/// Tells the monitor thread that the job is over: the flag, and an eventfd that wakes it.
+struct Stop {
+    flag: AtomicBool,
+    wake: Option<OwnedFd>,
+}
+
 struct Shared {
     state: Mutex<State>,
     kill: Box<dyn Fn() + Send + Sync>,
@@ -354,7 +368,7 @@ impl Shared {
 /// A monitor that follows a job.
 pub struct Running {
     shared: Arc<Shared>,
-    stop: Arc<AtomicBool>,
+    stop: Arc<Stop>,
     thread: Option<std::thread::JoinHandle<()>>,
     exec_tx: std::sync::mpsc::Sender<Seen>,
     /// Directory changes sent to the monitor thread and not settled there yet.
@@ -529,7 +543,10 @@ impl Running {
     /// Call after the sandbox is torn down: drains the last events, examines the job's tmpfs
     /// mounts and protected files, and returns the report's monitor part.
     pub fn finish(mut self) -> Observed {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.flag.store(true, Ordering::Relaxed);
+        if let Some(w) = &self.stop.wake {
+            let _ = rustix::io::write(w, &1u64.to_ne_bytes());
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -1111,7 +1128,7 @@ fn run(
     devs: Vec<(u64, String)>,
     execs: std::sync::mpsc::Receiver<Seen>,
     unsettled: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
+    stop: Arc<Stop>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut batch: Vec<Stamped> = Vec::with_capacity(256);
@@ -1122,14 +1139,25 @@ fn run(
         let now = connector::now_ns();
         s.cpu.sample(now, &mut Vec::new(), false);
     });
+    // Once the job is over, the events that matter were queued before `finish`; the connector
+    // hears the whole host, so the final drain stops at the first event after that moment
+    // instead of following a busy host forever.
+    let mut stop_ns: Option<u64> = None;
+    let mut caught_up = false;
     loop {
-        let stopping = stop.load(Ordering::Relaxed);
+        let stopping = stop.flag.load(Ordering::Relaxed);
+        if stopping && stop_ns.is_none() {
+            stop_ns = Some(connector::now_ns());
+        }
         {
             use rustix::event::{PollFd, PollFlags, Timespec};
             let cfd = conn.fd();
             let mut fds = vec![PollFd::new(&cfd, PollFlags::IN)];
             if let Some(f) = &fan {
                 fds.push(PollFd::new(f.as_ref(), PollFlags::IN));
+            }
+            if let Some(w) = &stop.wake {
+                fds.push(PollFd::new(w, PollFlags::IN));
             }
             let timeout = Timespec {
                 tv_sec: 0,
@@ -1151,6 +1179,12 @@ fn run(
                         break;
                     }
                 }
+            }
+            if let (Some(t), Some(last)) = (stop_ns, batch.last())
+                && last.ns > t
+            {
+                caught_up = true;
+                more = false;
             }
             // Taken after the batch: every exec in it was answered, so its argv was sent, before
             // the kernel queued the event.
@@ -1207,14 +1241,14 @@ fn run(
                         tv_sec: 0,
                         tv_nsec: 3_000_000,
                     };
-                    match &fan {
-                        Some(f) => {
-                            let _ = rustix::event::poll(&mut [PollFd::new(f.as_ref(), PollFlags::IN)], Some(&t));
-                        }
-                        None => {
-                            let _ = rustix::event::poll(&mut [], Some(&t));
-                        }
+                    let mut fds = Vec::with_capacity(2);
+                    if let Some(f) = &fan {
+                        fds.push(PollFd::new(f.as_ref(), PollFlags::IN));
                     }
+                    if let Some(w) = &stop.wake {
+                        fds.push(PollFd::new(w, PollFlags::IN));
+                    }
+                    let _ = rustix::event::poll(&mut fds, Some(&t));
                 }
                 break;
             }
@@ -1245,7 +1279,7 @@ fn run(
             }
         }
         shared.with(|s| s.tick());
-        if stopping && !any {
+        if stopping && (!any || caught_up) {
             return;
         }
     }

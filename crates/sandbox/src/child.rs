@@ -53,7 +53,7 @@ pub fn init_main(mut plan: Plan, ctx: ChildCtx) -> ! {
 fn init_setup(plan: &mut Plan, ctx: &ChildCtx) -> Result<(Pid, RawFd), StepError> {
     // If the supervisor's thread dies, so does the whole job (third layer of teardown).
     sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong).step(|| "set parent-death signal".into())?;
-    // The supervisor writes our uid/gid maps and joins us to the cgroups, then says go.
+    // The supervisor writes our uid/gid maps, then says go.
     match msg::recv::<ToInit>(ctx.sock) {
         Ok(Some((ToInit::Go, _))) => {}
         _ => sys::exit_now(125),
@@ -77,10 +77,11 @@ fn init_setup(plan: &mut Plan, ctx: &ChildCtx) -> Result<(Pid, RawFd), StepError
     if ctx.pause_before_job {
         // The supervisor's monitor marks the job's mounts before the job's first process exists.
         msg::send(ctx.sock, &FromSandbox::RootReady, &[]).step(|| "report the root ready".into())?;
-        match msg::recv::<ToInit>(ctx.sock) {
-            Ok(Some((ToInit::Go, _))) => {}
-            _ => sys::exit_now(125),
-        }
+    }
+    // The supervisor joined us to the cgroups meanwhile; the job starts inside them.
+    match msg::recv::<ToInit>(ctx.sock) {
+        Ok(Some((ToInit::Start, _))) => {}
+        _ => sys::exit_now(125),
     }
     // SIGCHLD arrives through a signalfd; block it before the job can exit.
     let sigfd = sys::signalfd(&[libc::SIGCHLD]).step(|| "signalfd".into())?;
@@ -284,7 +285,7 @@ fn init_loop(sock: RawFd, job: Pid, sigfd_raw: RawFd) -> ! {
                 Ok(Some((ToInit::Signal(s), _))) => {
                     let _ = sys::kill(job, s);
                 }
-                Ok(Some((ToInit::Go, _))) => {}
+                Ok(Some((ToInit::Go | ToInit::Start, _))) => {}
                 // KillAll, or the supervisor is gone: end everything now.
                 _ => {
                     let _ = sys::kill(-1, libc::SIGKILL);

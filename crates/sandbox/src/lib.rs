@@ -30,7 +30,7 @@ use msg::{FromSandbox, ToInit};
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -119,82 +119,47 @@ impl Sandbox {
             (sys::getuid(), sys::getgid())
         };
 
-        // 1. The job's directory, its workspace and the files it is given.
-        let dir = state::create_job_dir(&plan.state_root, &plan.job_id).map_err(|source| SandboxError::JobDir {
-            path: plan.state_root.join("jobs").join(&plan.job_id),
-            source,
-        })?;
-        let jobdir_err = |source| SandboxError::JobDir {
-            path: dir.clone(),
-            source,
+        // 1. The workspace, checked before anything is created; then the job's directory and,
+        // without a workspace, a scratch one. The job directory stays empty on the host: init
+        // covers it with a private tmpfs for the new root, the hidden-file stand-in and the files
+        // given to the job, so that secrets never reach the disk.
+        let ws_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| SandboxError::Workspace { path, source }
         };
-        let newroot = dir.join("root");
-        fs::create_dir(&newroot).map_err(jobdir_err)?;
-        let hidden_file = dir.join("hidden");
-        mnt::prepare_hidden_file(&hidden_file).map_err(jobdir_err)?;
-        let workspace = match &plan.workspace {
-            Some(w) => fs::canonicalize(w).map_err(|source| SandboxError::Workspace {
-                path: w.clone(),
-                source,
-            })?,
-            None => {
-                let w = dir.join("workspace");
-                fs::create_dir(&w).map_err(|source| SandboxError::Workspace {
-                    path: w.clone(),
-                    source,
-                })?;
-                sys::chown(&w, host_uid, host_gid).map_err(|source| SandboxError::Workspace {
-                    path: w.clone(),
-                    source,
-                })?;
-                w
+        let given = match &plan.workspace {
+            Some(w) => {
+                let w = fs::canonicalize(w).map_err(ws_err(w))?;
+                if !w.is_dir() {
+                    return Err(ws_err(&w)(std::io::Error::from_raw_os_error(libc::ENOTDIR)));
+                }
+                Some(w)
             }
+            None => None,
         };
-        if !workspace.is_dir() {
-            return Err(SandboxError::Workspace {
-                path: workspace,
-                source: std::io::Error::from_raw_os_error(libc::ENOTDIR),
-            });
-        }
         // A workspace owned by someone else is shown to the job as its own through an id-mapped
         // mount: the owner's files stay the owner's on disk.
-        let workspace_tree = if root && plan.workspace.is_some() {
-            use std::os::unix::fs::MetadataExt;
-            let meta = fs::metadata(&workspace).map_err(|source| SandboxError::Workspace {
-                path: workspace.clone(),
-                source,
-            })?;
-            if meta.uid() != host_uid || meta.gid() != host_gid {
-                Some(
-                    idmap::workspace_tree(&workspace, (meta.uid(), meta.gid()), (host_uid, host_gid)).map_err(
-                        |source| SandboxError::Workspace {
-                            path: workspace.clone(),
-                            source,
-                        },
-                    )?,
-                )
-            } else {
-                None
+        let workspace_tree = match &given {
+            Some(w) if root => {
+                use std::os::unix::fs::MetadataExt;
+                let meta = fs::metadata(w).map_err(ws_err(w))?;
+                if meta.uid() != host_uid || meta.gid() != host_gid {
+                    Some(idmap::workspace_tree(w, (meta.uid(), meta.gid()), (host_uid, host_gid)).map_err(ws_err(w))?)
+                } else {
+                    None
+                }
             }
-        } else {
-            None
+            _ => None,
         };
-        let mut files = Vec::new();
-        for (i, f) in plan.files.iter().enumerate() {
-            let p = dir.join(format!("file{i}"));
-            fs::write(&p, &f.contents).map_err(jobdir_err)?;
-            use std::os::unix::fs::PermissionsExt;
-            if f.private {
-                sys::chown(&p, host_uid, host_gid).map_err(jobdir_err)?;
-                fs::set_permissions(&p, fs::Permissions::from_mode(0o400)).map_err(jobdir_err)?;
-            } else {
-                fs::set_permissions(&p, fs::Permissions::from_mode(0o444)).map_err(jobdir_err)?;
-            }
-            files.push((p, f.target.clone()));
-        }
         let lower_tree = if root && plan.writable_root {
             Some(
-                sys::open_tree_clone(&plan.rootfs, false).map_err(|source| SandboxError::JobDir {
+                idmap::root_lower_tree(
+                    &plan.rootfs,
+                    (host_uid - plan.uid, host_gid - plan.gid),
+                    (plan.uid, plan.gid),
+                    HOST_ID_RANGE,
+                )
+                .map_err(|source| SandboxError::JobDir {
                     path: plan.rootfs.clone(),
                     source,
                 })?,
@@ -202,18 +167,46 @@ impl Sandbox {
         } else {
             None
         };
-        let paths = JobPaths {
+        let dir = state::create_job_dir(&plan.state_root, &plan.job_id).map_err(|source| SandboxError::JobDir {
+            path: plan.state_root.join("jobs").join(&plan.job_id),
+            source,
+        })?;
+        let mut paths = JobPaths {
             dir: dir.clone(),
-            newroot,
-            workspace: workspace.clone(),
-            hidden_file,
-            files,
+            workspace: PathBuf::new(),
+            scratch: None,
             workspace_tree: None,
             lower_tree: None,
         };
+        paths.workspace = match given {
+            Some(w) => w,
+            None => {
+                let made = state::create_scratch_dir(&plan.state_root, &plan.job_id).and_then(|w| {
+                    paths.scratch = Some(w.clone());
+                    sys::chown(&w, host_uid, host_gid).map(|_| w)
+                });
+                match made {
+                    Ok(w) => w,
+                    Err(source) => {
+                        paths.remove();
+                        return Err(SandboxError::Workspace {
+                            path: plan.state_root.join("work").join(&plan.job_id),
+                            source,
+                        });
+                    }
+                }
+            }
+        };
+        let workspace = paths.workspace.clone();
 
         // 2. Cgroups and the limits they carry; rlimits where they cannot.
-        let cgroups = Cgroups::create(&plan.job_id, &plan.limits)?;
+        let cgroups = match Cgroups::create(&plan.job_id, &plan.limits) {
+            Ok(c) => c,
+            Err(e) => {
+                paths.remove();
+                return Err(e);
+            }
+        };
         warnings.extend(cgroups.warnings.iter().cloned());
         let nproc_fallback = plan.limits.pids.filter(|_| !cgroups.has_limit("pids")).map(u64::from);
         let as_fallback = plan.limits.memory.filter(|_| !cgroups.has_limit("memory"));
@@ -246,10 +239,8 @@ impl Sandbox {
             sock: child_sock.as_raw_fd(),
             paths: JobPaths {
                 dir: paths.dir.clone(),
-                newroot: paths.newroot.clone(),
                 workspace: paths.workspace.clone(),
-                hidden_file: paths.hidden_file.clone(),
-                files: paths.files.clone(),
+                scratch: paths.scratch.clone(),
                 workspace_tree,
                 lower_tree,
             },
@@ -284,7 +275,7 @@ impl Sandbox {
             Ok(f) => f,
             Err(e) => {
                 let _ = cgroups.remove();
-                let _ = state::remove_job_dir(&dir);
+                paths.remove();
                 return Err(SandboxError::Clone(e));
             }
         };
@@ -324,17 +315,21 @@ impl Sandbox {
             on_watched: None,
         };
 
-        // 5. Identity maps and v1 cgroups, then let init go on.
-        if let Err(e) = sb
-            .write_maps(root, host_uid, host_gid, &plan)
-            .and_then(|_| sb.cgroups.join_v1(init_pid))
-        {
+        // 5. Identity maps; then init builds the sandbox while we join it to the v1 cgroups (a
+        // v1 migration waits out an RCU grace period: time better spent in parallel). Init
+        // starts the job only on `Start`, so the job's first process is born inside its limits.
+        if let Err(e) = sb.write_maps(root, host_uid, host_gid, &plan) {
             sb.abort();
             return Err(e);
         }
         if let Err(e) = msg::send(sb.sock.as_raw_fd(), &ToInit::Go, &[]) {
             sb.abort();
             return Err(SandboxError::Channel(e));
+        }
+        let joined = sb.cgroups.join_v1(init_pid);
+        if let Err(e) = joined {
+            sb.abort();
+            return Err(e);
         }
         // 6. With egress, init hands back its listening sockets before the job starts.
         if plan.net_setup.is_some() {
@@ -371,10 +366,11 @@ impl Sandbox {
                     return Err(SandboxError::Channel(e));
                 }
             }
-            if let Err(e) = msg::send(sb.sock.as_raw_fd(), &ToInit::Go, &[]) {
-                sb.abort();
-                return Err(SandboxError::Channel(e));
-            }
+        }
+        // 8. Everything is in place: the job may start.
+        if let Err(e) = msg::send(sb.sock.as_raw_fd(), &ToInit::Start, &[]) {
+            sb.abort();
+            return Err(SandboxError::Channel(e));
         }
         Ok(sb)
     }
@@ -427,7 +423,7 @@ impl Sandbox {
         let _ = sys::waitpid(self.init_pid, false);
         self.cgroups.kill_all();
         let _ = self.cgroups.remove();
-        let _ = state::remove_job_dir(&self.paths.dir);
+        self.paths.remove();
     }
 
     /// Supervises the job until it ends (forwarding SIGINT/SIGTERM, enforcing the timeout), then
@@ -534,7 +530,7 @@ impl Sandbox {
         }
         drop(std::mem::take(&mut self.net_fds));
         let mut leftovers = self.cgroups.remove();
-        leftovers.extend(teardown::verify(&self.paths.dir, &self.cgroups));
+        leftovers.extend(teardown::verify(&self.paths, &self.cgroups));
         if let Some((step, message)) = setup_error {
             return Err(SandboxError::Setup { step, message });
         }

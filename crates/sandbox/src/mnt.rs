@@ -13,17 +13,73 @@ use std::path::{Path, PathBuf};
 
 /// Host-side paths prepared by the supervisor for this job.
 pub struct JobPaths {
+    /// The job's directory: empty on the host; init covers it with a private tmpfs (`stage`).
     pub dir: PathBuf,
-    pub newroot: PathBuf,
     pub workspace: PathBuf,
-    /// An empty file with mode 000, bound over hidden files.
-    pub hidden_file: PathBuf,
-    /// (host file, target inside the sandbox) for plan.files.
-    pub files: Vec<(PathBuf, PathBuf)>,
+    /// The scratch workspace made because the job was given none; removed at the end.
+    pub scratch: Option<PathBuf>,
     /// A detached, id-mapped copy of the workspace, made by the supervisor, to attach.
     pub workspace_tree: Option<OwnedFd>,
     /// A detached, non-recursive copy of the rootfs for the writable-root overlay.
     pub lower_tree: Option<OwnedFd>,
+}
+
+impl JobPaths {
+    /// Removes what the supervisor made on the host, when a job fails to start.
+    pub fn remove(&self) {
+        let _ = crate::state::remove_job_dir(&self.dir);
+        if let Some(s) = &self.scratch {
+            let _ = crate::state::remove_job_dir(s);
+        }
+    }
+}
+
+/// What init puts in the private tmpfs over the job directory.
+struct Staged {
+    newroot: PathBuf,
+    /// An empty file with mode 000, bound over hidden files.
+    hidden_file: PathBuf,
+    /// (file made for the job, its target inside the sandbox) for plan.files.
+    files: Vec<(PathBuf, PathBuf)>,
+}
+
+/// Covers the job directory with a tmpfs seen only in the job's mount namespace and makes there
+/// the new root's mount point and the sources of file mounts: secrets given as files live in
+/// memory only, and nothing needs removing from the host's disk afterwards.
+fn stage(plan: &Plan, dir: &Path) -> Result<Staged, StepError> {
+    let bytes: u64 = plan.files.iter().map(|f| f.contents.len() as u64 + 4096).sum();
+    sys::mount(
+        Some(Path::new("tmpfs")),
+        dir,
+        Some("tmpfs"),
+        TMPFS_FLAGS | libc::MS_NOEXEC,
+        Some(&format!("size={},mode=711", (1u64 << 20) + bytes)),
+    )
+    .step(|| "mount the job's private staging tmpfs".into())?;
+    let newroot = dir.join("root");
+    fs::create_dir(&newroot).step(|| "create the new root's mount point".into())?;
+    let hidden_file = dir.join("hidden");
+    fs::File::create(&hidden_file)
+        .and_then(|_| fs::set_permissions(&hidden_file, fs::Permissions::from_mode(0o000)))
+        .step(|| "create the stand-in for hidden files".into())?;
+    let mut files = Vec::new();
+    for (i, f) in plan.files.iter().enumerate() {
+        let p = dir.join(format!("file{i}"));
+        let what = || format!("file for {}", f.target.display());
+        fs::write(&p, &f.contents).step(what)?;
+        if f.private {
+            sys::chown(&p, plan.uid, plan.gid).step(what)?;
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o400)).step(what)?;
+        } else {
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o444)).step(what)?;
+        }
+        files.push((p, f.target.clone()));
+    }
+    Ok(Staged {
+        newroot,
+        hidden_file,
+        files,
+    })
 }
 
 const MS_BIND: libc::c_ulong = libc::MS_BIND;
@@ -164,27 +220,28 @@ fn expand(rootfs: &Path, pattern: &str) -> Vec<PathBuf> {
     out
 }
 
-/// Builds the job's root at `paths.newroot` and pivots into it. Runs in the sandbox's init, as
+/// Builds the job's root at `staged.newroot` and pivots into it. Runs in the sandbox's init, as
 /// root of the job's user namespace, in its fresh mount namespace.
 pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
     // Nothing we mount may propagate back to the host.
     sys::mount(None, Path::new("/"), None, MS_REC | libc::MS_PRIVATE, None).step(|| "make mounts private".into())?;
+    let staged = stage(plan, &paths.dir)?;
 
     let root_path = if plan.writable_root {
         sys::mount(
             Some(Path::new("tmpfs")),
-            &paths.newroot,
+            &staged.newroot,
             Some("tmpfs"),
             TMPFS_FLAGS,
             Some(&format!("size={},mode=755", plan.tmpfs_size)),
         )
         .step(|| "mount tmpfs for the overlay's upper layer".into())?;
         for d in ["lower", "upper", "work", "merged"] {
-            fs::create_dir(paths.newroot.join(d)).step(|| format!("create overlay {d} dir"))?;
+            fs::create_dir(staged.newroot.join(d)).step(|| format!("create overlay {d} dir"))?;
         }
         // The lower layer must have no submounts (overlayfs refuses locked ones, and a user
         // namespace may not make a non-recursive bind of them): the supervisor made one for us.
-        let lower = paths.newroot.join("lower");
+        let lower = staged.newroot.join("lower");
         match &paths.lower_tree {
             Some(tree) => {
                 let t = sys::open_dir(&lower).step(|| "open the lower layer's mount point".into())?;
@@ -193,12 +250,12 @@ pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
             None => sys::mount(Some(&plan.rootfs), &lower, None, MS_BIND, None)
                 .step(|| format!("bind rootfs {} as the lower layer", plan.rootfs.display()))?,
         }
-        let merged = paths.newroot.join("merged");
+        let merged = staged.newroot.join("merged");
         let opts = format!(
             "lowerdir={},upperdir={},workdir={},userxattr",
             lower.display(),
-            paths.newroot.join("upper").display(),
-            paths.newroot.join("work").display()
+            staged.newroot.join("upper").display(),
+            staged.newroot.join("work").display()
         );
         sys::mount(
             Some(Path::new("overlay")),
@@ -210,11 +267,11 @@ pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
         .step(|| "mount the writable-root overlay".into())?;
         merged
     } else {
-        sys::mount(Some(&plan.rootfs), &paths.newroot, None, MS_BIND | MS_REC, None)
+        sys::mount(Some(&plan.rootfs), &staged.newroot, None, MS_BIND | MS_REC, None)
             .step(|| format!("bind rootfs {}", plan.rootfs.display()))?;
-        sys::mount_setattr(&paths.newroot, true, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, None)
+        sys::mount_setattr(&staged.newroot, true, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, None)
             .step(|| "make the root read-only".into())?;
-        paths.newroot.clone()
+        staged.newroot.clone()
     };
     let root = Root::open(&root_path)?;
 
@@ -244,7 +301,7 @@ pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
                 tmpfs(&t, 1 << 20, 0o000, &p.to_string_lossy())?;
                 hidden_dirs.push(p);
             } else {
-                bind(&root, &paths.hidden_file, &p, false)?;
+                bind(&root, &staged.hidden_file, &p, false)?;
             }
         }
     }
@@ -273,7 +330,7 @@ pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
             .step(|| format!("bind target {} (missing in the rootfs)", target.display()))?;
         bind(&root, &src, &target, writable)?;
     }
-    for (src, target) in &paths.files {
+    for (src, target) in &staged.files {
         root.ensure(target, true)
             .step(|| format!("file target {} (missing in the rootfs)", target.display()))?;
         bind(&root, src, target, false)?;
@@ -282,7 +339,7 @@ pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
     // mount (the workspace under /home, say) must be traversable, though still not listable.
     let targets: Vec<&Path> = std::iter::once(paths.workspace.as_path())
         .chain(plan.binds.iter().map(|b| b.target.as_path()))
-        .chain(paths.files.iter().map(|(_, t)| t.as_path()))
+        .chain(staged.files.iter().map(|(_, t)| t.as_path()))
         .collect();
     for p in hidden_dirs {
         let t = root.at(&p).step(|| format!("reopen hidden dir {}", p.display()))?;
@@ -437,12 +494,6 @@ fn mount_sys(root: &Root) -> Result<(), StepError> {
         mask(root, p)?;
     }
     Ok(())
-}
-
-/// Sets up the host-side files the mounts need: the mode-000 file bound over hidden files.
-pub fn prepare_hidden_file(path: &Path) -> io::Result<()> {
-    fs::File::create(path)?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o000))
 }
 
 #[cfg(test)]

@@ -8,8 +8,10 @@ use std::os::fd::{OwnedFd, RawFd};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToInit {
-    /// The user namespace maps are written and the cgroups joined: go on.
+    /// The user namespace maps are written: set the sandbox up.
     Go,
+    /// The cgroups are joined (and the monitor is ready): start the job.
+    Start,
     /// Forward this signal to the job's main process.
     Signal(i32),
     /// Kill every process of the job now.

@@ -35,6 +35,17 @@ pub fn create_job_dir(state_root: &Path, id: &str) -> io::Result<PathBuf> {
     Ok(dir)
 }
 
+/// Creates `state_root/work/<id>`, the scratch workspace of a job given none. It lives beside
+/// the job directory, not in it: the job's init covers its job directory with a private tmpfs.
+pub fn create_scratch_dir(state_root: &Path, id: &str) -> io::Result<PathBuf> {
+    let work = state_root.join("work");
+    fs::DirBuilder::new().recursive(true).mode(0o711).create(&work)?;
+    fs::set_permissions(&work, fs::Permissions::from_mode(0o711))?;
+    let dir = work.join(id);
+    fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    Ok(dir)
+}
+
 /// A new job id that also names its supervisor: "<random hex>.<pid>.<start time>", so that gc
 /// can tell a live job from a dead one from the id alone, whatever state root it used.
 pub fn new_job_id() -> String {
@@ -69,7 +80,7 @@ pub fn owner_alive(id: &str) -> bool {
     owner_record(pid).is_some_and(|now| now == format!("{pid} {start}"))
 }
 
-/// Removes a job directory; the workspace inside it may hold files of the job's uid.
+/// Removes a job directory or a scratch workspace (which may hold files of the job's uid).
 pub fn remove_job_dir(dir: &Path) -> io::Result<()> {
     match fs::remove_dir_all(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -86,11 +97,12 @@ pub struct GcReport {
 }
 
 /// Removes the state of every job whose supervisor is gone: kills what is left in its cgroups,
-/// removes the cgroups and the job directory.
+/// removes the cgroups, the job directory and the scratch workspace.
 pub fn gc(state_root: &Path) -> GcReport {
     let mut rep = GcReport::default();
     let mut live = Vec::new();
-    if let Ok(rd) = fs::read_dir(jobs_dir(state_root)) {
+    for parent in [jobs_dir(state_root), state_root.join("work")] {
+        let Ok(rd) = fs::read_dir(&parent) else { continue };
         for e in rd.flatten() {
             let dir = e.path();
             let id = e.file_name().to_string_lossy().into_owned();
@@ -101,7 +113,8 @@ pub fn gc(state_root: &Path) -> GcReport {
             // A crashed job may still have mounts in our namespace only if someone entered it;
             // its own mount namespace died with its processes.
             match remove_job_dir(&dir) {
-                Ok(()) => rep.jobs_removed.push(id),
+                Ok(()) if !rep.jobs_removed.contains(&id) => rep.jobs_removed.push(id),
+                Ok(()) => {}
                 Err(err) => rep.errors.push(format!("{}: {err}", dir.display())),
             }
         }

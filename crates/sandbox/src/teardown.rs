@@ -2,10 +2,11 @@
 //! nothing of it remains (processes, cgroups, mounts, files); a leftover is an error, not a shrug.
 
 use crate::cgroup::Cgroups;
+use crate::mnt::JobPaths;
 use crate::sys;
 use std::fs;
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Kills every process of a job: the v2 cgroup at once, then init (which takes its pid
@@ -51,7 +52,8 @@ pub fn cmdline(pid: i32) -> String {
 
 /// Removes the job directory and checks that no process, cgroup, mount or file of the job is
 /// left. A workspace the caller gave lives outside the job directory and stays.
-pub fn verify(job_dir: &Path, cg: &Cgroups) -> Vec<String> {
+pub fn verify(paths: &JobPaths, cg: &Cgroups) -> Vec<String> {
+    let job_dir = paths.dir.as_path();
     let mut left = Vec::new();
     for pid in cg.pids() {
         left.push(format!("process {pid} ({}) still runs", cmdline(pid)));
@@ -61,11 +63,15 @@ pub fn verify(job_dir: &Path, cg: &Cgroups) -> Vec<String> {
             left.push(format!("cgroup {} still exists", dir.display()));
         }
     }
-    if let Err(e) = crate::state::remove_job_dir(job_dir) {
-        left.push(format!("job directory {}: {e}", job_dir.display()));
-    }
-    if job_dir.exists() {
-        left.push(format!("job directory {} still exists", job_dir.display()));
+    for (what, dir) in
+        std::iter::once(("job directory", job_dir)).chain(paths.scratch.as_deref().map(|s| ("scratch workspace", s)))
+    {
+        if let Err(e) = crate::state::remove_job_dir(dir) {
+            left.push(format!("{what} {}: {e}", dir.display()));
+        }
+        if dir.exists() {
+            left.push(format!("{what} {} still exists", dir.display()));
+        }
     }
     // Our own mount table must not mention the job (its mounts lived in its own namespace).
     let jd = job_dir.to_string_lossy();
