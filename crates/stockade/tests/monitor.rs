@@ -809,23 +809,28 @@ fn the_policys_monitor_section_applies_and_the_command_line_overrides_it() {
 }
 
 #[test]
-fn the_writable_root_is_examined_and_setup_mount_points_are_not_the_jobs() {
+fn what_the_job_changed_in_its_writable_root_is_listed_but_not_the_sandboxs_mount_points() {
     need_root!("the monitor needs root (proc connector, fanotify)");
+    // Files every Debian root has (base-files), changed and deleted only in the job's overlay.
+    let (issue, motd) = (Path::new("/etc/issue"), Path::new("/etc/motd"));
+    assert!(
+        issue.exists() && motd.exists(),
+        "this test needs /etc/issue and /etc/motd"
+    );
+    let motd_before = std::fs::read(motd).unwrap();
     let dir = Dir::new("wroot");
     let file = dir.path("file");
     std::fs::write(&file, "bound\n").unwrap();
-    // Its mount point is new in the root: init creates it in the overlay before the job.
+    // Its mount point is new in the root: the sandbox creates it in the overlay before the job.
     let bind = format!("{}:/stockade-monitor-bound", file.display());
-    let mut flags = allowlist(None);
-    flags.extend(["--writable-root".to_string(), "--bind".to_string(), bind]);
-    let flags: Vec<&str> = flags.iter().map(|s| s.as_str()).collect();
-    // The job (never root) cannot change what the host's root holds, even through the overlay;
-    // it writes its tmpfs.
     let r = run(
         &dir,
         "wroot",
-        &flags,
-        &sh("cat /stockade-monitor-bound; echo x > /etc/stockade-probe 2>/dev/null; echo y > /tmp/left-behind; true"),
+        &["--writable-root", "--bind", &bind],
+        &sh(
+            "cat /stockade-monitor-bound; echo x > /etc/stockade-probe; echo more >> /etc/motd; rm /etc/issue; \
+             mkdir -p /opt/stockade-probe/sub && echo y > /opt/stockade-probe/sub/f; echo y > /tmp/left-behind",
+        ),
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.stdout, "bound\n");
@@ -838,15 +843,34 @@ fn the_writable_root_is_examined_and_setup_mount_points_are_not_the_jobs() {
             .any(|e| e == "/ (writable root)"),
         "{files}"
     );
-    // Mount points made before the job (the bound file's) are not changes.
-    let paths: Vec<&str> = files["outside_workspace"]
+    let changes: Vec<(&str, &str, &str)> = files["outside_workspace"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| c["path"].as_str().unwrap())
+        .map(|c| {
+            (
+                c["path"].as_str().unwrap(),
+                c["change"].as_str().unwrap(),
+                c["kind"].as_str().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(paths, ["/tmp/left-behind"], "{files}");
-    assert!(!Path::new("/etc/stockade-probe").exists());
+    assert_eq!(
+        changes,
+        [
+            ("/tmp/left-behind", "created", "file"),
+            ("/etc/issue", "deleted", "file"),
+            ("/etc/motd", "modified", "file"),
+            ("/etc/stockade-probe", "created", "file"),
+            ("/opt/stockade-probe/sub/f", "created", "file"),
+        ],
+        "{files}"
+    );
+    assert!(r.has("file-outside-workspace"), "{:?}", r.ids());
+    // Nothing of it reached the host.
+    assert!(!Path::new("/etc/stockade-probe").exists() && !Path::new("/opt/stockade-probe").exists());
+    assert!(issue.exists());
+    assert_eq!(std::fs::read(motd).unwrap(), motd_before);
 }
 
 #[test]
