@@ -289,6 +289,9 @@ struct Stamp {
     ctime: (i64, i64),
 }
 
+/// The file-type bits of `st_mode`.
+const S_IFMT: u32 = 0o170000;
+
 fn stamp(m: &fs::Metadata) -> Stamp {
     Stamp {
         ino: m.ino(),
@@ -387,7 +390,9 @@ impl SourceGuard {
                 (None, Some(_)) => "created",
                 (Some(b), Some(m)) => {
                     let n = stamp(m);
-                    if b.ino != n.ino {
+                    // A new file may reuse the old one's inode number: a different type is
+                    // a replacement too (a source file swapped for a symlink, say).
+                    if b.ino != n.ino || b.mode & S_IFMT != n.mode & S_IFMT {
                         "replaced"
                     } else if *b != n {
                         "modified"
