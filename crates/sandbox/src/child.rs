@@ -337,15 +337,7 @@ fn living_processes() -> Vec<ProcInfo> {
             .unwrap_or_default()
             .trim()
             .to_string();
-        let cmdline = std::fs::read(base.join("cmdline"))
-            .map(|b| {
-                b.split(|c| *c == 0)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| String::from_utf8_lossy(s).into_owned())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .unwrap_or_default();
+        let cmdline = crate::teardown::cmdline(pid);
         // Zombies of the job's main process tree already ended; report only the living.
         let state = std::fs::read_to_string(base.join("stat")).unwrap_or_default();
         if state

@@ -25,24 +25,25 @@ pub fn jobs_dir(state_root: &Path) -> PathBuf {
 /// Creates `state_root/jobs/<id>`; traversable (0711) so the job's unprivileged ids can reach
 /// their workspace, listable by no one else.
 pub fn create_job_dir(state_root: &Path, id: &str) -> io::Result<PathBuf> {
-    let jobs = jobs_dir(state_root);
-    fs::DirBuilder::new().recursive(true).mode(0o711).create(&jobs)?;
+    fs::DirBuilder::new().recursive(true).mode(0o711).create(state_root)?;
     fs::set_permissions(state_root, fs::Permissions::from_mode(0o711))?;
-    fs::set_permissions(&jobs, fs::Permissions::from_mode(0o711))?;
-    let dir = jobs.join(id);
-    fs::DirBuilder::new().mode(0o711).create(&dir)?;
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o711))?;
-    Ok(dir)
+    dir_in(&jobs_dir(state_root), id, 0o711)
 }
 
 /// Creates `state_root/work/<id>`, the scratch workspace of a job given none. It lives beside
 /// the job directory, not in it: the job's init covers its job directory with a private tmpfs.
 pub fn create_scratch_dir(state_root: &Path, id: &str) -> io::Result<PathBuf> {
-    let work = state_root.join("work");
-    fs::DirBuilder::new().recursive(true).mode(0o711).create(&work)?;
-    fs::set_permissions(&work, fs::Permissions::from_mode(0o711))?;
-    let dir = work.join(id);
-    fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    dir_in(&state_root.join("work"), id, 0o700)
+}
+
+/// Creates `parent/<id>` with `mode`, and `parent` itself where missing; `parent` is made (and
+/// kept, whatever the umask did) traversable but not listable: 0711.
+fn dir_in(parent: &Path, id: &str, mode: u32) -> io::Result<PathBuf> {
+    fs::DirBuilder::new().recursive(true).mode(0o711).create(parent)?;
+    fs::set_permissions(parent, fs::Permissions::from_mode(0o711))?;
+    let dir = parent.join(id);
+    fs::DirBuilder::new().mode(mode).create(&dir)?;
+    fs::set_permissions(&dir, fs::Permissions::from_mode(mode))?;
     Ok(dir)
 }
 
