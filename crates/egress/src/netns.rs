@@ -368,11 +368,6 @@ fn install_rules(ipv6: bool) -> Result<(), NetlinkError> {
         op: nft::CMP_EQ,
         data: vec![p],
     };
-    let dport = Expr::Payload {
-        base: nft::PAYLOAD_TRANSPORT,
-        offset: 2,
-        len: 2,
-    };
     let not_loopback = |then: Expr| {
         vec![
             Expr::Payload {
@@ -406,36 +401,14 @@ fn install_rules(ipv6: bool) -> Result<(), NetlinkError> {
     let port = |p: u16| p.to_be_bytes().to_vec();
     let dns = DNS_ADDR.port();
     let proxy = PROXY_ADDR.port();
-
-    let batch_begin = Msg::new(nft::BATCH_BEGIN, NLM_F_REQUEST, 0)
-        .raw(&nfgenmsg(0, nft::SUBSYS))
-        .finish();
-    let mut msgs = vec![
-        batch_begin,
-        table(nft::NFPROTO_IPV4, 1),
-        chain(2, "nat_out", "nat", -100),
-        chain(3, "filter_out", "filter", 0),
+    // udp|tcp dport 53 redirect to :53
+    let dns_redirect = |seq: u32, l4: u8| {
         rule(
-            4,
+            seq,
             "nat_out",
             &[
                 Expr::MetaL4Proto,
-                proto(17),
-                dport,
-                Expr::Cmp {
-                    op: nft::CMP_EQ,
-                    data: port(dns),
-                },
-                Expr::Immediate(port(dns)),
-                Expr::Redirect,
-            ],
-        ),
-        rule(
-            5,
-            "nat_out",
-            &[
-                Expr::MetaL4Proto,
-                proto(6),
+                proto(l4),
                 Expr::Payload {
                     base: nft::PAYLOAD_TRANSPORT,
                     offset: 2,
@@ -448,7 +421,19 @@ fn install_rules(ipv6: bool) -> Result<(), NetlinkError> {
                 Expr::Immediate(port(dns)),
                 Expr::Redirect,
             ],
-        ),
+        )
+    };
+
+    let batch_begin = Msg::new(nft::BATCH_BEGIN, NLM_F_REQUEST, 0)
+        .raw(&nfgenmsg(0, nft::SUBSYS))
+        .finish();
+    let mut msgs = vec![
+        batch_begin,
+        table(nft::NFPROTO_IPV4, 1),
+        chain(2, "nat_out", "nat", -100),
+        chain(3, "filter_out", "filter", 0),
+        dns_redirect(4, 17),
+        dns_redirect(5, 6),
         rule(
             6,
             "nat_out",
