@@ -325,6 +325,7 @@ impl Monitor {
             warnings.push("could not start the monitor thread: nothing recorded".into());
         }
         Running {
+            fan: self.fan.filter(|_| thread.is_some()),
             shared,
             stop,
             thread,
@@ -367,6 +368,8 @@ impl Shared {
 
 /// A monitor that follows a job.
 pub struct Running {
+    /// Read by the monitor thread; here only to see whether it has caught up.
+    fan: Option<Arc<Fanotify>>,
     shared: Arc<Shared>,
     stop: Arc<Stop>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -417,6 +420,27 @@ pub type WatchHook = Arc<dyn Fn(u32, &str, [u64; 6]) + Send + Sync>;
 pub type EgressHook = Arc<dyn Fn(&serde_json::Value) + Send + Sync>;
 
 impl Running {
+    /// Hand this to the sandbox (`before_kill`): it returns once the monitor thread has taken
+    /// every fanotify event queued so far. The kernel drops an event about /proc/N/... when N is
+    /// gone by the time it is read (it cannot open the file for us; procfs allows no permission
+    /// events that would hold the opener), so the job's last processes must not die before.
+    pub fn catch_up_hook(&self) -> Box<dyn Fn() + Send> {
+        let fan = self.fan.clone();
+        Box::new(move || {
+            let Some(fan) = &fan else { return };
+            let until = std::time::Instant::now() + std::time::Duration::from_millis(200);
+            while std::time::Instant::now() < until {
+                use rustix::event::{PollFd, PollFlags, Timespec};
+                let mut fds = [PollFd::new(fan.as_ref(), PollFlags::IN)];
+                let zero = Timespec { tv_sec: 0, tv_nsec: 0 };
+                if !matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(n) if n > 0) {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_micros(100));
+            }
+        })
+    }
+
     /// Hand this to the sandbox: denied calls become events (and may block the job) as they happen.
     pub fn denied_hook(&self) -> DeniedHook {
         let shared = Arc::clone(&self.shared);
@@ -1109,10 +1133,23 @@ impl CpuSampler {
 }
 
 /// The path of a fanotify event's file as the job sees it.
+fn is_procfs(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    rustix::fs::fstatfs(fd).is_ok_and(|s| s.f_type == 0x9fa0)
+}
+
 fn event_path(fd: std::os::fd::BorrowedFd<'_>, devs: &[(u64, String)]) -> Option<String> {
     let path = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
-    let path = path.to_string_lossy().into_owned();
-    let dev = rustix::fs::fstat(fd).ok().map(|s| s.st_dev);
+    let mut path = path.to_string_lossy().into_owned();
+    let st = rustix::fs::fstat(fd).ok();
+    // The kernel names an unlinked file "<path> (deleted)": a file the job wrote may be removed
+    // by the time its event is read, and /proc/N/... of a process that has exited is unhashed
+    // too. The path the job used is the one to report.
+    if let Some(stripped) = path.strip_suffix(" (deleted)")
+        && (st.as_ref().is_some_and(|s| s.st_nlink == 0) || is_procfs(fd))
+    {
+        path.truncate(stripped.len());
+    }
+    let dev = st.map(|s| s.st_dev);
     match devs.iter().find(|(d, _)| Some(*d) == dev) {
         Some((_, label)) if !(path == *label || path.starts_with(&format!("{label}/"))) => {
             Some(format!("{label}{}", if path == "/" { "" } else { &path }))

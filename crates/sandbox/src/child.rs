@@ -28,14 +28,15 @@ pub struct ChildCtx {
     pub out_pipes: Option<(RawFd, RawFd)>,
     /// Paths writable under Landlock.
     pub writable: Vec<PathBuf>,
-    /// Report the root ready and wait for `Go` before forking the job (`Plan::before_job`).
+    /// The job is monitored: report the root ready and wait for `Start` before forking the job
+    /// (`Plan::before_job`), and wait for `KillAll` before killing what outlived its main process.
     pub pause_before_job: bool,
 }
 
 /// Entry point of the sandbox's init process, right after clone. Never returns.
 pub fn init_main(mut plan: Plan, ctx: ChildCtx) -> ! {
     match init_setup(&mut plan, &ctx) {
-        Ok((job, sigfd)) => init_loop(ctx.sock, job, sigfd),
+        Ok((job, sigfd)) => init_loop(ctx.sock, job, sigfd, ctx.pause_before_job),
         Err(e) => {
             let _ = msg::send(
                 ctx.sock,
@@ -277,7 +278,7 @@ fn resolve_command(cmd: &OsStr, env: &[(OsString, OsString)]) -> Vec<PathBuf> {
 
 /// pid 1 of the job: forwards signals, reaps orphans, and when the job's main process exits,
 /// reports what is still alive and takes it all down with it.
-fn init_loop(sock: RawFd, job: Pid, sigfd_raw: RawFd) -> ! {
+fn init_loop(sock: RawFd, job: Pid, sigfd_raw: RawFd, hold: bool) -> ! {
     loop {
         let ready = sys::poll_read(&[sock, sigfd_raw], -1).unwrap_or_else(|_| vec![true, true]);
         if ready[0] {
@@ -299,6 +300,16 @@ fn init_loop(sock: RawFd, job: Pid, sigfd_raw: RawFd) -> ! {
                 if pid == job {
                     let leftovers = living_processes();
                     let _ = msg::send(sock, &FromSandbox::Exited { status, leftovers }, &[]);
+                    if hold {
+                        // The monitor reads what the job did to them (a /proc/N/mem open can only
+                        // be examined while N lives) before they die. Bounded: a supervisor that
+                        // does not answer does not keep them alive.
+                        if let Ok(r) = sys::poll_read(&[sock], 2000)
+                            && r[0]
+                        {
+                            let _ = msg::recv::<ToInit>(sock);
+                        }
+                    }
                     let _ = sys::kill(-1, libc::SIGKILL);
                     sys::exit_now(match status {
                         WaitStatus::Exited(c) => c,

@@ -87,6 +87,9 @@ pub struct Sandbox {
     sigfd: OwnedFd,
     on_denied: Option<DeniedHook>,
     on_watched: Option<WatchHook>,
+    /// Init waits for `KillAll` once the job's main process has ended (a monitored job).
+    holds_at_exit: bool,
+    before_kill: Option<Box<dyn Fn() + Send>>,
 }
 
 /// Called for every syscall the job was denied: (name, host pid, argv).
@@ -313,6 +316,8 @@ impl Sandbox {
             sigfd,
             on_denied: None,
             on_watched: None,
+            holds_at_exit: plan.before_job.is_some(),
+            before_kill: None,
         };
 
         // 5. Identity maps; then init builds the sandbox while we join it to the v1 cgroups (a
@@ -378,6 +383,13 @@ impl Sandbox {
     /// Every denied syscall is also handed to `hook` as it happens (the monitor's block mode).
     pub fn on_denied(&mut self, hook: DeniedHook) {
         self.on_denied = Some(hook);
+    }
+
+    /// Called when the job's main process has ended and before what outlived it is killed (the
+    /// monitor catches up with the job's events while the processes they name still exist).
+    /// Only a job spawned with `Plan::before_job` waits for it.
+    pub fn before_kill(&mut self, hook: Box<dyn Fn() + Send>) {
+        self.before_kill = Some(hook);
     }
 
     /// Every watched syscall is handed to `hook` before it goes on.
@@ -470,6 +482,12 @@ impl Sandbox {
                         FromSandbox::Exited { status: s, leftovers } => {
                             status = Some(s);
                             left_running = leftovers;
+                            if self.holds_at_exit {
+                                if let Some(hook) = &self.before_kill {
+                                    hook();
+                                }
+                                let _ = msg::send(self.sock.as_raw_fd(), &ToInit::KillAll, &[]);
+                            }
                         }
                         FromSandbox::ExecFailed { errno, message } => exec_error = Some((errno, message)),
                         FromSandbox::SetupFailed { step, message } => setup_error = Some((step, message)),

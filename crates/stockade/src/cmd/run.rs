@@ -268,6 +268,7 @@ pub fn execute(spec: JobSpec) -> Result<i32> {
     if let Some(r) = &running {
         sandbox.on_denied(r.denied_hook());
         sandbox.on_watched(r.watch_hook());
+        sandbox.before_kill(r.catch_up_hook());
     }
     // Egress: serve the proxy and resolver sockets that init made in the job's network namespace.
     let egress = if policy.egress.is_enabled() {
