@@ -326,6 +326,7 @@ impl Monitor {
         }
         Running {
             fan: self.fan.filter(|_| thread.is_some()),
+            close_fanotify: None,
             shared,
             stop,
             thread,
@@ -370,6 +371,8 @@ impl Shared {
 pub struct Running {
     /// Read by the monitor thread; here only to see whether it has caught up.
     fan: Option<Arc<Fanotify>>,
+    /// Closes the fanotify group at the end (see `close_fanotify_with`).
+    close_fanotify: Option<fn(OwnedFd)>,
     shared: Arc<Shared>,
     stop: Arc<Stop>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -420,6 +423,12 @@ pub type WatchHook = Arc<dyn Fn(u32, &str, [u64; 6]) + Send + Sync>;
 pub type EgressHook = Arc<dyn Fn(&serde_json::Value) + Send + Sync>;
 
 impl Running {
+    /// The last close of a fanotify group waits out an SRCU grace period (~10 ms here): `close`
+    /// may do it where nobody waits (`stockade_sandbox::close_detached`).
+    pub fn close_fanotify_with(&mut self, close: fn(OwnedFd)) {
+        self.close_fanotify = Some(close);
+    }
+
     /// Hand this to the sandbox (`before_kill`): it returns once the monitor thread has taken
     /// every fanotify event queued so far. The kernel drops an event about /proc/N/... when N is
     /// gone by the time it is read (it cannot open the file for us; procfs allows no permission
@@ -600,6 +609,14 @@ impl Running {
             files.protected_changed = g.changes();
         }
         self.warnings.extend(attached.warnings);
+        if let Some(fan) = self.fan.take()
+            && let Ok(fan) = Arc::try_unwrap(fan)
+        {
+            match self.close_fanotify.take() {
+                Some(close) => close(OwnedFd::from(fan)),
+                None => drop(fan),
+            }
+        }
         self.shared.with(|s| {
             let at = s.ms(connector::now_ns());
             // The job is over: whatever has no exit was lost or killed with the namespace.

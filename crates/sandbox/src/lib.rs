@@ -98,6 +98,12 @@ pub type DeniedHook = Arc<dyn Fn(&str, u32, &str) + Send + Sync>;
 /// name, arguments). The call goes on when the hook returns.
 pub type WatchHook = Arc<dyn Fn(u32, &str, [u64; 6]) + Send + Sync>;
 
+/// Closes `fd` in a short-lived detached process: for a file whose last close is slow (a fanotify
+/// group) and whose owner has nothing left to wait for.
+pub fn close_detached(fd: OwnedFd) {
+    sys::close_detached(fd)
+}
+
 /// Open file descriptors of this process, to check that a job leaks none of the supervisor's.
 pub fn count_fds() -> usize {
     fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)

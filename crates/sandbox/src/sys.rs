@@ -100,6 +100,33 @@ pub fn fork() -> io::Result<Option<Pid>> {
     Ok(if r == 0 { None } else { Some(r) })
 }
 
+/// Closes `fd` in a detached grandchild, so that a slow last close (a fanotify group waits out an
+/// SRCU grace period, ~10 ms) delays nobody; the grandchild keeps no other fd. Falls back to
+/// closing here when fork fails.
+pub fn close_detached(fd: OwnedFd) {
+    let raw = fd.as_raw_fd();
+    // SAFETY: in a possibly multi-threaded parent, both children make only async-signal-safe
+    // system calls (fork, close_range, close, _exit) and never return into Rust code.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: as above.
+        unsafe {
+            if libc::fork() == 0 {
+                if raw > 0 {
+                    libc::syscall(libc::SYS_close_range, 0u32, raw as u32 - 1, 0u32);
+                }
+                libc::syscall(libc::SYS_close_range, raw as u32 + 1, u32::MAX, 0u32);
+                libc::close(raw);
+            }
+            libc::_exit(0)
+        }
+    }
+    drop(fd);
+    if pid > 0 {
+        let _ = waitpid(pid, false);
+    }
+}
+
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit ends the process without running destructors, which is what a forked child
     // must do so that it does not flush or drop the parent's state.

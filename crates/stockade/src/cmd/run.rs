@@ -263,7 +263,9 @@ pub fn execute(spec: JobSpec) -> Result<i32> {
     }
     let running = monitor.map(|m| {
         let killer = sandbox.killer();
-        m.start(sandbox.init_pid(), Box::new(move || killer.kill()))
+        let mut r = m.start(sandbox.init_pid(), Box::new(move || killer.kill()));
+        r.close_fanotify_with(stockade_sandbox::close_detached);
+        r
     });
     if let Some(r) = &running {
         sandbox.on_denied(r.denied_hook());
