@@ -288,6 +288,7 @@ impl Monitor {
             cpu_windows: Vec::new(),
             auth_failures: BTreeMap::new(),
             dirs: HashMap::new(),
+            resolved: 0,
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
@@ -340,6 +341,13 @@ impl Monitor {
             baseline_label: self.cfg.baseline_label,
         }
     }
+}
+
+/// One directory change of a thread: when it entered chdir, where it was, where it went.
+struct DirChange {
+    ns: u64,
+    from: Option<String>,
+    to: Option<String>,
 }
 
 /// Tells the monitor thread that the job is over: the flag, and an eventfd that wakes it.
@@ -397,8 +405,6 @@ struct Moves {
     first: Option<u32>,
     /// Threads that changed directory since they last exec'd.
     since_exec: HashSet<u32>,
-    /// Threads that ever changed directory.
-    ever: HashSet<u32>,
     /// Past `MAX_MOVERS`: every exec reads its cwd.
     always: bool,
 }
@@ -501,28 +507,26 @@ impl Running {
                 }
             }
             "chdir" | "fchdir" => {
-                let again = {
+                {
                     let mut m = moved.lock().unwrap_or_else(|e| e.into_inner());
                     // Threads that exit without an exec leave their entries: past a bound,
                     // reading every cwd costs less than keeping them.
-                    if m.since_exec.len() >= MAX_MOVERS || m.ever.len() >= MAX_MOVERS {
+                    if m.since_exec.len() >= MAX_MOVERS {
                         m.always = true;
                         m.since_exec.clear();
-                        m.ever.clear();
                     }
                     if !m.always {
                         m.since_exec.insert(tid);
                     }
-                    !m.always && !m.ever.insert(tid)
-                };
+                }
                 // It has not run since its last change took effect: its cwd is that change's
-                // result, which the children it forked meanwhile have.
-                let before = match (&proc, again) {
-                    (Some(proc), true) => rustix::fs::readlinkat(proc, format!("{tid}/cwd"), Vec::new())
+                // result, which the children it forked meanwhile have; and what `settle` must
+                // see change to know this change has happened.
+                let before = proc.as_ref().and_then(|proc| {
+                    rustix::fs::readlinkat(proc, format!("{tid}/cwd"), Vec::new())
                         .ok()
-                        .map(|c| String::from_utf8_lossy(c.as_bytes()).into_owned()),
-                    _ => None,
-                };
+                        .map(|c| String::from_utf8_lossy(c.as_bytes()).into_owned())
+                });
                 unsettled.fetch_add(1, Ordering::AcqRel);
                 let _ = tx.send(Seen::Chdir {
                     tid,
@@ -695,7 +699,10 @@ struct State {
     /// 401/403/407 answers seen so far, per destination (failed-auth).
     auth_failures: BTreeMap<String, Vec<String>>,
     /// Directory changes of living processes: (when, the directory it went to, once known).
-    dirs: HashMap<u32, Vec<(u64, Option<String>)>>,
+    dirs: HashMap<u32, Vec<DirChange>>,
+    /// Changes in `dirs` whose destination became known since the monitor thread last looked
+    /// (it lowers `unsettled` by as many).
+    resolved: usize,
 }
 
 impl State {
@@ -752,31 +759,44 @@ impl State {
         }
     }
 
-    /// A thread entered chdir at `ns`: its directories over time, for the children it forks.
-    /// Where a change led is learnt from the thread's next change (`before`), or read by
-    /// `settle` right after.
+    /// A thread entered chdir at `ns` from `before`: its directories over time, for the
+    /// children it forks. Where a change led is learnt from the thread's next change, or read
+    /// by `settle` once it has taken effect.
     fn moved(&mut self, tid: u32, ns: u64, before: Option<String>) {
         // Every thread that gets here is the job's (its fork may not be handled yet).
         let h = self.dirs.entry(tid).or_default();
         // Forks are handled in order, soon after they happen: old changes are no longer asked.
         if h.len() >= 64 {
-            h.drain(..32);
+            self.resolved += h.drain(..32).filter(|c| c.to.is_none()).count();
         }
-        if let (Some(last), Some(b)) = (h.last_mut(), before) {
+        if let (Some(last), Some(b)) = (h.last_mut(), &before) {
             // Read when the thread could not have moved since: exact, unlike `settle`'s read.
-            last.1 = Some(b);
+            if last.to.is_none() {
+                self.resolved += 1;
+            }
+            last.to = Some(b.clone());
         }
-        h.push((ns, None));
+        h.push(DirChange {
+            ns,
+            from: before,
+            to: None,
+        });
     }
 
     /// Reads where the latest change of each thread went, while it still runs (a thread that
-    /// has moved on since has already sent the change that corrects it). Gone: left unknown.
+    /// has moved on since has already sent the change that corrects it). The change is sent
+    /// before it happens: a read that still finds the thread where it was proves nothing and is
+    /// tried again later (a `cd .` waits for the thread's next change or its exit). Gone: left
+    /// unknown.
     fn settle(&mut self) {
         for (tid, h) in self.dirs.iter_mut() {
             if let Some(last) = h.last_mut()
-                && last.1.is_none()
+                && last.to.is_none()
+                && let Some(now) = procfs::cwd(*tid)
+                && last.from.as_ref() != Some(&now)
             {
-                last.1 = procfs::cwd(*tid);
+                last.to = Some(now);
+                self.resolved += 1;
             }
         }
     }
@@ -784,8 +804,8 @@ impl State {
     /// The directory `pid` had at `ns` (a fork's time), if it changed directory before then.
     fn dir_at(&mut self, pid: u32, ns: u64) -> Option<String> {
         let h = self.dirs.get_mut(&pid)?;
-        let i = h.iter().rposition(|(t, _)| *t < ns)?;
-        h[i].1.clone()
+        let i = h.iter().rposition(|c| c.ns < ns)?;
+        h[i].to.clone().or_else(|| h[i].from.clone())
     }
 
     /// Whether the program at `exe` (as the job sees the path) is set-uid or set-gid. Set-id
@@ -945,7 +965,9 @@ impl State {
             }
             ProcEvent::Exit { pid, tgid, code } => {
                 self.pending.remove(&pid);
-                self.dirs.remove(&pid);
+                if let Some(h) = self.dirs.remove(&pid) {
+                    self.resolved += h.iter().filter(|c| c.to.is_none()).count();
+                }
                 if pid != tgid || !self.tracked.remove(&tgid) {
                     return;
                 }
@@ -1261,7 +1283,6 @@ fn run(
                 while !moves.is_empty() {
                     for (tid, ns, before) in moves.drain(..) {
                         s.moved(tid, ns, before);
-                        settled += 1;
                     }
                     s.settle();
                     // A change that `settle` may have read the result of, in place of the one
@@ -1279,6 +1300,9 @@ fn run(
                 for ev in batch.drain(..) {
                     s.proc_event(ev);
                 }
+                // Changes read too early, before they took effect, are read again.
+                s.settle();
+                settled = std::mem::take(&mut s.resolved);
                 s.watching
             });
             if settled > 0 {

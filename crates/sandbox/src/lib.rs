@@ -82,6 +82,7 @@ pub struct Sandbox {
     net_fds: Vec<OwnedFd>,
     denied: Arc<Mutex<BTreeMap<String, DeniedCall>>>,
     notif_thread: Option<std::thread::JoinHandle<()>>,
+    notif_tx: Option<std::sync::mpsc::Sender<NotifStart>>,
     stop_notif: Arc<std::sync::atomic::AtomicBool>,
     output: Option<output::Masker>,
     sigfd: OwnedFd,
@@ -317,6 +318,7 @@ impl Sandbox {
             net_fds: Vec::new(),
             denied: Arc::new(Mutex::new(BTreeMap::new())),
             notif_thread: None,
+            notif_tx: None,
             stop_notif: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             output: masker,
             sigfd,
@@ -336,6 +338,9 @@ impl Sandbox {
         if let Err(e) = msg::send(sb.sock.as_raw_fd(), &ToInit::Go, &[]) {
             sb.abort();
             return Err(SandboxError::Channel(e));
+        }
+        if plan.seccomp {
+            sb.prestart_notif_thread();
         }
         let joined = sb.cgroups.join_v1(init_pid);
         if let Err(e) = joined {
@@ -481,8 +486,12 @@ impl Sandbox {
                 match msg::recv::<FromSandbox>(self.sock.as_raw_fd()) {
                     Ok(Some((m, fds))) => match m {
                         FromSandbox::SeccompListener => {
-                            if let Some(fd) = fds.into_iter().next() {
-                                self.start_notif_thread(fd);
+                            if let (Some(fd), Some(tx)) = (fds.into_iter().next(), self.notif_tx.take()) {
+                                let _ = tx.send(NotifStart {
+                                    fd,
+                                    hook: self.on_denied.clone(),
+                                    watch: self.on_watched.clone(),
+                                });
                             }
                         }
                         FromSandbox::Exited { status: s, leftovers } => {
@@ -546,6 +555,7 @@ impl Sandbox {
         self.cgroups.kill_all();
         let stats = self.cgroups.stats();
         self.stop_notif.store(true, std::sync::atomic::Ordering::Relaxed);
+        drop(self.notif_tx.take());
         if let Some(t) = self.notif_thread.take() {
             let _ = t.join();
         }
@@ -577,59 +587,77 @@ impl Sandbox {
         })
     }
 
-    fn start_notif_thread(&mut self, fd: OwnedFd) {
+    /// Starts the thread that answers the job's seccomp notifications before the job exists, off
+    /// the job's path: its first exec waits for that thread. The listener and the hooks (set
+    /// after `spawn`) reach it when the job sends the listener.
+    fn prestart_notif_thread(&mut self) {
+        let (tx, rx) = std::sync::mpsc::channel::<NotifStart>();
         let denied = Arc::clone(&self.denied);
         let stop = Arc::clone(&self.stop_notif);
-        let hook = self.on_denied.clone();
-        let watch = self.on_watched.clone();
+        self.notif_tx = Some(tx);
         self.notif_thread = Some(std::thread::spawn(move || {
-            // The notifying process waits for us: let the kernel hand the CPU straight over in
-            // both directions instead of waking the other side on another CPU (measured: most of
-            // the cost of each watched exec was those two cross-CPU wake-ups). Kernels before 6.6
-            // refuse, and keep the ordinary wake-ups.
-            let _ = sys::seccomp_notif_set_sync(fd.as_raw_fd());
-            loop {
-                let ev = sys::poll_revents(fd.as_raw_fd(), libc::POLLIN, 100).unwrap_or(libc::POLLERR);
-                if ev & libc::POLLIN != 0 {
-                    let Ok(n) = sys::seccomp_notif_recv(fd.as_raw_fd()) else {
-                        continue;
-                    };
-                    if let Some(name) = seccomp::watched_name(n.data.nr) {
-                        // Nothing here may block on other threads: the caller waits until we answer.
-                        if let Some(w) = &watch {
-                            w(n.pid, name, n.data.args);
-                        }
-                        let _ = sys::seccomp_notif_continue(fd.as_raw_fd(), n.id);
-                        continue;
-                    }
-                    let name = seccomp::name(n.data.nr);
-                    let mut argv = teardown::cmdline(n.pid as i32);
-                    if argv.len() > 256 {
-                        let mut cut = 256;
-                        while !argv.is_char_boundary(cut) {
-                            cut -= 1;
-                        }
-                        argv.truncate(cut);
-                        argv.push('…');
-                    }
-                    // Answer first: the job is blocked until we do.
-                    let _ = sys::seccomp_notif_deny(fd.as_raw_fd(), n.id, libc::EPERM);
-                    if let Some(h) = &hook {
-                        h(&name, n.pid, &argv);
-                    }
-                    let mut d = denied.lock().unwrap_or_else(|e| e.into_inner());
-                    let e = d.entry(name).or_default();
-                    e.count += 1;
-                    if e.first.len() < 5 {
-                        e.first.push((n.pid, argv));
-                    }
-                } else if ev & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
-                    // The filter has no users left: every process of the job is gone.
-                    return;
-                } else if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    return;
-                }
+            // No listener (no filter, or the job never started): the sender is dropped.
+            if let Ok(start) = rx.recv() {
+                notif_loop(start, &denied, &stop);
             }
         }));
+    }
+}
+
+/// The seccomp listener of a job and what to tell of its calls.
+struct NotifStart {
+    fd: OwnedFd,
+    hook: Option<DeniedHook>,
+    watch: Option<WatchHook>,
+}
+
+fn notif_loop(start: NotifStart, denied: &Mutex<BTreeMap<String, DeniedCall>>, stop: &std::sync::atomic::AtomicBool) {
+    let NotifStart { fd, hook, watch } = start;
+    // The notifying process waits for us: let the kernel hand the CPU straight over in
+    // both directions instead of waking the other side on another CPU (measured: most of
+    // the cost of each watched exec was those two cross-CPU wake-ups). Kernels before 6.6
+    // refuse, and keep the ordinary wake-ups.
+    let _ = sys::seccomp_notif_set_sync(fd.as_raw_fd());
+    loop {
+        let ev = sys::poll_revents(fd.as_raw_fd(), libc::POLLIN, 100).unwrap_or(libc::POLLERR);
+        if ev & libc::POLLIN != 0 {
+            let Ok(n) = sys::seccomp_notif_recv(fd.as_raw_fd()) else {
+                continue;
+            };
+            if let Some(name) = seccomp::watched_name(n.data.nr) {
+                // Nothing here may block on other threads: the caller waits until we answer.
+                if let Some(w) = &watch {
+                    w(n.pid, name, n.data.args);
+                }
+                let _ = sys::seccomp_notif_continue(fd.as_raw_fd(), n.id);
+                continue;
+            }
+            let name = seccomp::name(n.data.nr);
+            let mut argv = teardown::cmdline(n.pid as i32);
+            if argv.len() > 256 {
+                let mut cut = 256;
+                while !argv.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                argv.truncate(cut);
+                argv.push('…');
+            }
+            // Answer first: the job is blocked until we do.
+            let _ = sys::seccomp_notif_deny(fd.as_raw_fd(), n.id, libc::EPERM);
+            if let Some(h) = &hook {
+                h(&name, n.pid, &argv);
+            }
+            let mut d = denied.lock().unwrap_or_else(|e| e.into_inner());
+            let e = d.entry(name).or_default();
+            e.count += 1;
+            if e.first.len() < 5 {
+                e.first.push((n.pid, argv));
+            }
+        } else if ev & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+            // The filter has no users left: every process of the job is gone.
+            return;
+        } else if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
     }
 }

@@ -56,6 +56,9 @@ fn stage(plan: &Plan, dir: &Path) -> Result<Staged, StepError> {
         Some(&format!("size={},mode=711", (1u64 << 20) + bytes)),
     )
     .step(|| "mount the job's private staging tmpfs".into())?;
+    // Unbindable while the host's root is copied (`build_root`): the copy leaves this tmpfs out
+    // instead of showing it again under the state directory.
+    sys::mount(None, dir, None, libc::MS_UNBINDABLE, None).step(|| "make the staging tmpfs unbindable".into())?;
     let newroot = dir.join("root");
     fs::create_dir(&newroot).step(|| "create the new root's mount point".into())?;
     let hidden_file = dir.join("hidden");
@@ -273,6 +276,9 @@ pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
             .step(|| "make the root read-only".into())?;
         staged.newroot.clone()
     };
+    // The staging tmpfs is the source of the binds to come.
+    sys::mount(None, &paths.dir, None, libc::MS_PRIVATE, None)
+        .step(|| "make the staging tmpfs bindable again".into())?;
     let root = Root::open(&root_path)?;
 
     // Fresh, size-limited scratch space.

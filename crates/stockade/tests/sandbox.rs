@@ -488,6 +488,33 @@ fn secrets_are_given_and_masked() {
 }
 
 #[test]
+fn a_secret_file_is_seen_at_its_target_only() {
+    need_root!();
+    let st = state_dir("secretfile");
+    let f = st.join("token");
+    std::fs::write(&f, "s3cr3t-file\n").unwrap();
+    // The file lives in init's staging tmpfs under the state dir: the job's copy of the host's
+    // mount tree must not bring that tmpfs along.
+    let script = format!(
+        "cat /etc/hostname; grep -c ' {}/jobs' /proc/self/mountinfo; true",
+        st.display()
+    );
+    let o = run_in(
+        &st,
+        &[
+            "--secret",
+            &format!("/etc/hostname=@{}", f.display()),
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "***\n0\n", "{}", stderr(&o));
+}
+
+#[test]
 fn workspace_is_shared_and_owned_files_stay_with_owner() {
     need_root!();
     let st = state_dir("ws");
