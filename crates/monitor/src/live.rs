@@ -98,6 +98,8 @@ struct Attached {
     /// Device of each marked filesystem and where the job sees it: a path read after the job's
     /// mount namespace is gone lacks that prefix.
     devs: Vec<(u64, String)>,
+    /// The same for a mount marked on its own (the workspace: its filesystem is the host's).
+    mnts: Vec<(u64, String)>,
     warnings: Vec<String>,
 }
 
@@ -235,16 +237,23 @@ impl Monitor {
                     (_, None) => {}
                 }
             }
-            if let Some(ws) = ws_mark
-                && let Err(e) = mark(
-                    MarkFlags::FAN_MARK_MOUNT,
-                    MaskFlags::FAN_CLOSE_WRITE,
-                    &format!("{root}{}", ws.display()),
-                )
-            {
-                a.warnings.push(format!(
-                    "fanotify on the workspace: {e}: protected files checked at the end only"
-                ));
+            if let Some(ws) = ws_mark {
+                let at = format!("{root}{}", ws.display());
+                match mark(MarkFlags::FAN_MARK_MOUNT, MaskFlags::FAN_CLOSE_WRITE, &at) {
+                    Ok(()) => {
+                        if let Ok(st) = rustix::fs::statx(
+                            rustix::fs::CWD,
+                            at.as_str(),
+                            rustix::fs::AtFlags::empty(),
+                            rustix::fs::StatxFlags::MNT_ID,
+                        ) {
+                            a.mnts.push((st.stx_mnt_id, ws.display().to_string()));
+                        }
+                    }
+                    Err(e) => a.warnings.push(format!(
+                        "fanotify on the workspace: {e}: protected files checked at the end only"
+                    )),
+                }
             }
         })
     }
@@ -312,12 +321,19 @@ impl Monitor {
             let stop = Arc::clone(&stop);
             let conn = self.conn;
             let fan = self.fan.clone();
-            let devs = self.attached.lock().map(|a| a.devs.clone()).unwrap_or_default();
+            let labels = self
+                .attached
+                .lock()
+                .map(|a| Labels {
+                    devs: a.devs.clone(),
+                    mnts: a.mnts.clone(),
+                })
+                .unwrap_or_default();
             std::thread::Builder::new()
                 .name("stockade-monitor".into())
                 .spawn({
                     let unsettled = Arc::clone(&unsettled);
-                    move || run(shared, conn, fan, devs, exec_rx, unsettled, stop)
+                    move || run(shared, conn, fan, labels, exec_rx, unsettled, stop)
                 })
                 .ok()
         };
@@ -502,7 +518,9 @@ impl Running {
                         let first = *m.first.get_or_insert(tid) == tid;
                         m.since_exec.remove(&tid) || first || m.always || unsettled.load(Ordering::Acquire) > 0
                     };
-                    let pre = procfs::pre_exec(proc.as_fd(), tid, name == "execveat", args, with_cwd, detect::is_shell);
+                    let mut pre =
+                        procfs::pre_exec(proc.as_fd(), tid, name == "execveat", args, with_cwd, detect::is_shell);
+                    pre.ns = connector::now_ns();
                     let _ = tx.send(Seen::Exec(pre));
                 }
             }
@@ -674,7 +692,9 @@ struct State {
     /// tgid -> index of its current record.
     live: HashMap<u32, usize>,
     /// What exec'ing threads asked for, read at execve's entry, until the exec event comes.
-    pending: HashMap<u32, procfs::PreExec>,
+    /// In call order: a thread may call execve again (a wrapper, or execvp trying each PATH
+    /// entry) before the monitor thread has handled the first exec.
+    pending: HashMap<u32, Vec<procfs::PreExec>>,
     /// Set once execve is watched: then exec events need no reads and may be taken in batches.
     watching: bool,
     setid_cache: HashMap<String, bool>,
@@ -801,6 +821,18 @@ impl State {
         }
     }
 
+    /// What the exec at `ns` of `tgid` asked for: the thread's last call before that moment (the
+    /// calls before it failed); later calls wait for their own exec events.
+    fn pre_exec_for(&mut self, tgid: u32, ns: u64) -> Option<procfs::PreExec> {
+        let calls = self.pending.get_mut(&tgid)?;
+        let upto = calls.partition_point(|p| p.ns <= ns);
+        let found = calls.drain(..upto).next_back();
+        if calls.is_empty() {
+            self.pending.remove(&tgid);
+        }
+        found
+    }
+
     /// The directory `pid` had at `ns` (a fork's time), if it changed directory before then.
     fn dir_at(&mut self, pid: u32, ns: u64) -> Option<String> {
         let h = self.dirs.get_mut(&pid)?;
@@ -875,7 +907,7 @@ impl State {
                 if !self.tracked.contains(&tgid) || tgid == self.init {
                     return;
                 }
-                let info = match self.pending.remove(&tgid) {
+                let info = match self.pre_exec_for(tgid, ev.ns) {
                     // Read at the call's entry: complete even if the process is gone by now.
                     Some(p) => {
                         // Not read at exec: the directory it inherited.
@@ -1176,7 +1208,15 @@ fn is_procfs(fd: std::os::fd::BorrowedFd<'_>) -> bool {
     rustix::fs::fstatfs(fd).is_ok_and(|s| s.f_type == 0x9fa0)
 }
 
-fn event_path(fd: std::os::fd::BorrowedFd<'_>, devs: &[(u64, String)]) -> Option<String> {
+/// Where the job sees each marked filesystem (by device) or mount (by mount id): a path read
+/// after the job's mount namespace is gone is relative to its mount and lacks that prefix.
+#[derive(Default)]
+struct Labels {
+    devs: Vec<(u64, String)>,
+    mnts: Vec<(u64, String)>,
+}
+
+fn event_path(fd: std::os::fd::BorrowedFd<'_>, labels: &Labels) -> Option<String> {
     let path = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
     let mut path = path.to_string_lossy().into_owned();
     let st = rustix::fs::fstat(fd).ok();
@@ -1189,7 +1229,20 @@ fn event_path(fd: std::os::fd::BorrowedFd<'_>, devs: &[(u64, String)]) -> Option
         path.truncate(stripped.len());
     }
     let dev = st.map(|s| s.st_dev);
-    match devs.iter().find(|(d, _)| Some(*d) == dev) {
+    let mnt = || {
+        rustix::fs::statx(fd, "", rustix::fs::AtFlags::EMPTY_PATH, rustix::fs::StatxFlags::MNT_ID)
+            .ok()
+            .map(|s| s.stx_mnt_id)
+    };
+    let label = match labels.devs.iter().find(|(d, _)| Some(*d) == dev) {
+        Some(l) => Some(l),
+        None if !labels.mnts.is_empty() => {
+            let m = mnt();
+            labels.mnts.iter().find(|(i, _)| Some(*i) == m)
+        }
+        None => None,
+    };
+    match label {
         Some((_, label)) if !(path == *label || path.starts_with(&format!("{label}/"))) => {
             Some(format!("{label}{}", if path == "/" { "" } else { &path }))
         }
@@ -1201,7 +1254,7 @@ fn run(
     shared: Arc<Shared>,
     conn: Connector,
     fan: Option<Arc<Fanotify>>,
-    devs: Vec<(u64, String)>,
+    labels: Labels,
     execs: std::sync::mpsc::Receiver<Seen>,
     unsettled: Arc<AtomicUsize>,
     stop: Arc<Stop>,
@@ -1278,7 +1331,7 @@ fn run(
                 s.lost += lost;
                 for p in pre.drain(..) {
                     s.watching = true;
-                    s.pending.insert(p.tid, p);
+                    s.pending.entry(p.tid).or_default().push(p);
                 }
                 while !moves.is_empty() {
                     for (tid, ns, before) in moves.drain(..) {
@@ -1291,7 +1344,7 @@ fn run(
                     for seen in execs.try_iter() {
                         match seen {
                             Seen::Exec(p) => {
-                                s.pending.insert(p.tid, p);
+                                s.pending.entry(p.tid).or_default().push(p);
                             }
                             Seen::Chdir { tid, ns, before } => moves.push((tid, ns, before)),
                         }
@@ -1340,7 +1393,7 @@ fn run(
                 let items: Vec<(MaskFlags, u32, Option<String>)> = events
                     .iter()
                     .map(|e| {
-                        let path = e.fd().and_then(|fd| event_path(fd, &devs));
+                        let path = e.fd().and_then(|fd| event_path(fd, &labels));
                         (e.mask(), e.pid() as u32, path)
                     })
                     .collect();

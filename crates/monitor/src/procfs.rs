@@ -127,6 +127,8 @@ pub fn map_id(map: &str, host: u32) -> Option<u32> {
 pub struct PreExec {
     /// The calling thread's host id.
     pub tid: u32,
+    /// When it was read (CLOCK_MONOTONIC, the connector's clock): before the exec it precedes.
+    pub ns: u64,
     /// The path handed to execve, made absolute against the cwd or the dirfd.
     pub path: Option<String>,
     pub argv: Vec<String>,
