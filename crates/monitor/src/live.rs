@@ -411,6 +411,9 @@ pub struct Running {
     baseline_label: Option<String>,
 }
 
+/// execve calls kept per thread while their exec events are awaited.
+const MAX_PENDING_CALLS: usize = 16;
+
 /// Threads that changed directory, past which every exec reads its cwd.
 const MAX_MOVERS: usize = 100_000;
 
@@ -445,7 +448,7 @@ pub type WatchHook = Arc<dyn Fn(u32, &str, [u64; 6]) + Send + Sync>;
 pub type EgressHook = Arc<dyn Fn(&serde_json::Value) + Send + Sync>;
 
 impl Running {
-    /// The last close of a fanotify group waits out an SRCU grace period (~10 ms here): `close`
+    /// The last close of a fanotify group waits out an SRCU grace period (13 ms here): `close`
     /// may do it where nobody waits (`stockade_sandbox::close_detached`).
     pub fn close_fanotify_with(&mut self, close: fn(OwnedFd)) {
         self.close_fanotify = Some(close);
@@ -821,6 +824,17 @@ impl State {
         }
     }
 
+    /// A thread's execve call, until its exec event. Bounded: a job calling a failing execve in
+    /// a loop must not grow the supervisor (the oldest calls go; an exec without its call reads
+    /// what it can from /proc).
+    fn queue_exec(&mut self, p: procfs::PreExec) {
+        let calls = self.pending.entry(p.tid).or_default();
+        if calls.len() >= MAX_PENDING_CALLS {
+            calls.remove(0);
+        }
+        calls.push(p);
+    }
+
     /// What the exec at `ns` of `tgid` asked for: the thread's last call before that moment (the
     /// calls before it failed); later calls wait for their own exec events.
     fn pre_exec_for(&mut self, tgid: u32, ns: u64) -> Option<procfs::PreExec> {
@@ -833,7 +847,9 @@ impl State {
         found
     }
 
-    /// The directory `pid` had at `ns` (a fork's time), if it changed directory before then.
+    /// The directory `pid` had at `ns` (a fork's time), if it changed directory before then. A
+    /// change whose destination was never learnt (the thread exited first) gives where it was
+    /// before: a guess, wrong if the change had taken effect.
     fn dir_at(&mut self, pid: u32, ns: u64) -> Option<String> {
         let h = self.dirs.get_mut(&pid)?;
         let i = h.iter().rposition(|c| c.ns < ns)?;
@@ -910,6 +926,14 @@ impl State {
                 let info = match self.pre_exec_for(tgid, ev.ns) {
                     // Read at the call's entry: complete even if the process is gone by now.
                     Some(p) => {
+                        // A thread that reached execve is past its last chdir: a cwd read there
+                        // settles that change too (one that went nowhere, `cd .`, or failed).
+                        if let (Some(c), Some(last)) = (&p.cwd, self.dirs.get_mut(&p.tid).and_then(|h| h.last_mut()))
+                            && last.to.is_none()
+                        {
+                            last.to = Some(c.clone());
+                            self.resolved += 1;
+                        }
                         // Not read at exec: the directory it inherited.
                         let cwd = p.cwd.or_else(|| {
                             self.live
@@ -1331,7 +1355,7 @@ fn run(
                 s.lost += lost;
                 for p in pre.drain(..) {
                     s.watching = true;
-                    s.pending.entry(p.tid).or_default().push(p);
+                    s.queue_exec(p);
                 }
                 while !moves.is_empty() {
                     for (tid, ns, before) in moves.drain(..) {
@@ -1344,7 +1368,7 @@ fn run(
                     for seen in execs.try_iter() {
                         match seen {
                             Seen::Exec(p) => {
-                                s.pending.entry(p.tid).or_default().push(p);
+                                s.queue_exec(p);
                             }
                             Seen::Chdir { tid, ns, before } => moves.push((tid, ns, before)),
                         }

@@ -28,8 +28,8 @@ pub struct ChildCtx {
     pub out_pipes: Option<(RawFd, RawFd)>,
     /// Paths writable under Landlock.
     pub writable: Vec<PathBuf>,
-    /// The job is monitored: report the root ready and wait for `Start` before forking the job
-    /// (`Plan::before_job`), and wait for `KillAll` before killing what outlived its main process.
+    /// The job is monitored (`Plan::before_job`): report the root ready before waiting for
+    /// `Start`, and wait for `KillAll` before killing what outlived the job's main process.
     pub pause_before_job: bool,
 }
 

@@ -112,7 +112,8 @@ pub fn count_fds() -> usize {
 
 impl Sandbox {
     /// Creates the job's sandbox and starts its command. Must be called while the process is
-    /// single-threaded (it forks); start threads after it returns.
+    /// single-threaded (it clones); the callers' threads start after it returns (it starts the
+    /// seccomp thread itself, once the clone is done).
     pub fn spawn(mut plan: Plan) -> Result<Sandbox, SandboxError> {
         let threads = sys::thread_count();
         if threads > 1 {

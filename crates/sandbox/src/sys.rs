@@ -101,66 +101,143 @@ pub fn fork() -> io::Result<Option<Pid>> {
 }
 
 /// Closes `fd` in a detached grandchild, so that a slow last close (a fanotify group waits out an
-/// SRCU grace period, ~10 ms) delays nobody; the grandchild keeps no other fd. Both children
-/// share our memory (no page tables copied: a fork would cost more than half a millisecond).
+/// SRCU grace period, 13 ms here) delays nobody; the grandchild closes every other fd first.
+/// Both children share our memory (no page tables copied: a fork costs more than half a
+/// millisecond), run with every signal blocked, and make only raw system calls, which set no
+/// errno: nothing of ours is touched. Each call leaks the grandchild's 16 KiB stack, which it may
+/// still use after we return. Elsewhere than x86_64 and aarch64 the fd is closed here.
 pub fn close_detached(fd: OwnedFd) {
-    const STACK: usize = 16 * 1024;
-    struct Launch {
-        fd: libc::c_int,
-        stack_top: *mut libc::c_void,
-    }
-    extern "C" fn closer(arg: *mut libc::c_void) -> libc::c_int {
-        let raw = arg as usize as libc::c_int;
-        // SAFETY: raw system calls on integers only: this process shares our memory and must
-        // not touch it (nor glibc state) while we go on.
-        unsafe {
-            if raw > 0 {
-                libc::syscall(libc::SYS_close_range, 0u32, raw as u32 - 1, 0u32);
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    {
+        const STACK: usize = 16 * 1024;
+        struct Launch {
+            /// The fd in the low 32 bits, the highest fd to close in the high 32.
+            fds: usize,
+            stack_top: *mut libc::c_void,
+        }
+        extern "C" fn closer(arg: *mut libc::c_void) -> libc::c_int {
+            let fd = arg as usize & 0xffff_ffff;
+            let max = arg as usize >> 32;
+            // SAFETY: raw system calls on integers only.
+            unsafe {
+                let below = if fd > 0 {
+                    raw_syscall3(libc::SYS_close_range, 0, fd - 1, 0)
+                } else {
+                    0
+                };
+                let above = raw_syscall3(libc::SYS_close_range, fd + 1, u32::MAX as usize, 0);
+                if below < 0 || above < 0 {
+                    // close_range refused (an older seccomp profile): one by one.
+                    for other in (0..=max).filter(|&o| o != fd) {
+                        raw_syscall3(libc::SYS_close, other, 0, 0);
+                    }
+                }
+                raw_syscall3(libc::SYS_close, fd, 0, 0);
+                raw_syscall3(libc::SYS_exit, 0, 0, 0);
             }
-            libc::syscall(libc::SYS_close_range, raw as u32 + 1, u32::MAX, 0u32);
-            libc::syscall(libc::SYS_close, raw);
-            libc::syscall(libc::SYS_exit, 0);
+            0
         }
-        0
-    }
-    extern "C" fn launcher(arg: *mut libc::c_void) -> libc::c_int {
-        // SAFETY: `arg` points to the parent's `Launch`, alive while the parent waits (vfork).
-        let l = unsafe { &*(arg as *const Launch) };
-        // SAFETY: the grandchild runs `closer` on its own leaked stack; it gets a copy of our fd
-        // table (no CLONE_FILES), so it holds the last reference once we close ours.
+        extern "C" fn launcher(arg: *mut libc::c_void) -> libc::c_int {
+            // SAFETY: `arg` points to the parent's `Launch`, alive while the parent waits (vfork).
+            let l = unsafe { &*(arg as *const Launch) };
+            // SAFETY: the grandchild runs `closer` on its own leaked stack; it gets a copy of our fd
+            // table (no CLONE_FILES), so it holds the last reference once we close ours.
+            unsafe {
+                libc::clone(
+                    closer,
+                    l.stack_top,
+                    libc::CLONE_VM | libc::SIGCHLD,
+                    l.fds as *mut libc::c_void,
+                );
+                raw_syscall3(libc::SYS_exit, 0, 0, 0);
+            }
+            0
+        }
+        let raw = fd.as_raw_fd() as usize;
+        let max = std::fs::read_dir("/proc/self/fd")
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<usize>().ok()))
+                    .max()
+                    .unwrap_or(raw)
+            })
+            .unwrap_or(4096)
+            .max(raw);
+        // The grandchild may run after we return: its stack must never be reused.
+        let grand: &'static mut [u8] = Box::leak(vec![0u8; STACK].into_boxed_slice());
+        let mut mid = vec![0u8; STACK];
+        let align = |s: &mut [u8]| ((s.as_mut_ptr() as usize + s.len()) & !15) as *mut libc::c_void;
+        let launch = Launch {
+            fds: raw | (max.min(u32::MAX as usize) << 32),
+            stack_top: align(grand),
+        };
+        // SAFETY: sigset_t is plain data; the calls only read and write these two sets.
+        let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above; a handler must not run in a child that shares our memory.
         unsafe {
-            libc::clone(
-                closer,
-                l.stack_top,
-                libc::CLONE_VM | libc::SIGCHLD,
-                l.fd as usize as *mut libc::c_void,
-            );
-            libc::syscall(libc::SYS_exit, 0);
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
         }
-        0
+        // SAFETY: CLONE_VFORK suspends us until the launcher exits, so its stack (`mid`) and
+        // `launch` outlive it; it makes only raw system calls.
+        let pid = unsafe {
+            libc::clone(
+                launcher,
+                align(&mut mid),
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                &launch as *const Launch as *mut libc::c_void,
+            )
+        };
+        // SAFETY: restores the mask saved above.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+        drop(fd);
+        if pid > 0 {
+            let _ = waitpid(pid, false);
+        }
     }
-    // The grandchild may run after we return: its stack must never be reused.
-    let grand: &'static mut [u8] = Box::leak(vec![0u8; STACK].into_boxed_slice());
-    let mut mid = vec![0u8; STACK];
-    let align = |s: &mut [u8]| ((s.as_mut_ptr() as usize + s.len()) & !15) as *mut libc::c_void;
-    let launch = Launch {
-        fd: fd.as_raw_fd(),
-        stack_top: align(grand),
-    };
-    // SAFETY: CLONE_VFORK suspends us until the launcher exits, so its stack (`mid`) and
-    // `launch` outlive it; it makes only raw system calls.
-    let pid = unsafe {
-        libc::clone(
-            launcher,
-            align(&mut mid),
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            &launch as *const Launch as *mut libc::c_void,
-        )
-    };
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     drop(fd);
-    if pid > 0 {
-        let _ = waitpid(pid, false);
+}
+
+/// A system call that returns the kernel's result (`-errno` on failure) and writes no errno: for
+/// a child that shares our memory and thread-local storage.
+#[cfg(target_arch = "x86_64")]
+unsafe fn raw_syscall3(nr: libc::c_long, a: usize, b: usize, c: usize) -> isize {
+    let ret: isize;
+    // SAFETY: the caller passes a system call and arguments that touch no memory of ours; the
+    // kernel clobbers rcx and r11.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") nr as isize => ret,
+            in("rdi") a,
+            in("rsi") b,
+            in("rdx") c,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
     }
+    ret
+}
+
+#[cfg(target_arch = "aarch64")]
+unsafe fn raw_syscall3(nr: libc::c_long, a: usize, b: usize, c: usize) -> isize {
+    let ret: isize;
+    // SAFETY: as for x86_64.
+    unsafe {
+        std::arch::asm!(
+            "svc 0",
+            in("x8") nr,
+            inlateout("x0") a as isize => ret,
+            in("x1") b,
+            in("x2") c,
+            options(nostack),
+        );
+    }
+    ret
 }
 
 pub fn exit_now(code: i32) -> ! {

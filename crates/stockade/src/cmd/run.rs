@@ -248,7 +248,7 @@ pub fn execute(spec: JobSpec) -> Result<i32> {
         .map(|c| mask(&c.to_string_lossy(), &secrets))
         .collect();
 
-    // 4. Spawn (single-threaded), then supervise until the job ends and is torn down. The
+    // 4. Spawn (from a single-threaded process), then supervise until the job ends and is torn down. The
     // monitor subscribes before the sandbox exists and marks its mounts before the job starts.
     let mut plan = plan;
     let watch = spec.monitor.resolve(&policy.monitor);
