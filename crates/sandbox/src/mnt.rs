@@ -37,16 +37,18 @@ impl JobPaths {
 /// What init puts in the private tmpfs over the job directory.
 struct Staged {
     newroot: PathBuf,
-    /// An empty file with mode 000, bound over hidden files.
-    hidden_file: PathBuf,
-    /// (file made for the job, its target inside the sandbox) for plan.files.
-    files: Vec<(PathBuf, PathBuf)>,
+    /// Detached copies of an empty file with mode 000, one per hidden path, for the files among
+    /// them.
+    hidden: Vec<OwnedFd>,
+    /// (detached copy of the file made for the job, its target inside the sandbox) for
+    /// plan.files.
+    files: Vec<(OwnedFd, PathBuf)>,
 }
 
 /// Covers the job directory with a tmpfs seen only in the job's mount namespace and makes there
 /// the new root's mount point and the sources of file mounts: secrets given as files live in
 /// memory only, and nothing needs removing from the host's disk afterwards.
-fn stage(plan: &Plan, dir: &Path) -> Result<Staged, StepError> {
+fn stage(plan: &Plan, dir: &Path, hidden_paths: usize) -> Result<Staged, StepError> {
     let bytes: u64 = plan.files.iter().map(|f| f.contents.len() as u64 + 4096).sum();
     sys::mount(
         Some(Path::new("tmpfs")),
@@ -56,15 +58,16 @@ fn stage(plan: &Plan, dir: &Path) -> Result<Staged, StepError> {
         Some(&format!("size={},mode=711", (1u64 << 20) + bytes)),
     )
     .step(|| "mount the job's private staging tmpfs".into())?;
-    // Unbindable while the host's root is copied (`build_root`): the copy leaves this tmpfs out
-    // instead of showing it again under the state directory.
-    sys::mount(None, dir, None, libc::MS_UNBINDABLE, None).step(|| "make the staging tmpfs unbindable".into())?;
     let newroot = dir.join("root");
     fs::create_dir(&newroot).step(|| "create the new root's mount point".into())?;
     let hidden_file = dir.join("hidden");
     fs::File::create(&hidden_file)
         .and_then(|_| fs::set_permissions(&hidden_file, fs::Permissions::from_mode(0o000)))
         .step(|| "create the stand-in for hidden files".into())?;
+    let clone = |p: &Path| sys::open_tree_clone(p, false).step(|| format!("copy {}", p.display()));
+    let hidden = (0..hidden_paths)
+        .map(|_| clone(&hidden_file))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut files = Vec::new();
     for (i, f) in plan.files.iter().enumerate() {
         let p = dir.join(format!("file{i}"));
@@ -76,13 +79,13 @@ fn stage(plan: &Plan, dir: &Path) -> Result<Staged, StepError> {
         } else {
             fs::set_permissions(&p, fs::Permissions::from_mode(0o444)).step(what)?;
         }
-        files.push((p, f.target.clone()));
+        files.push((clone(&p)?, f.target.clone()));
     }
-    Ok(Staged {
-        newroot,
-        hidden_file,
-        files,
-    })
+    // Unbindable from now on, with everything bound from it copied out above: the recursive
+    // binds to come (the host's root, an operator's `--bind /var/lib`) leave it out instead of
+    // showing the job's files again under the state directory.
+    sys::mount(None, dir, None, libc::MS_UNBINDABLE, None).step(|| "make the staging tmpfs unbindable".into())?;
+    Ok(Staged { newroot, hidden, files })
 }
 
 const MS_BIND: libc::c_ulong = libc::MS_BIND;
@@ -198,6 +201,17 @@ fn bind(root: &Root, src: &Path, inside: &Path, writable: bool) -> Result<(), St
     })
 }
 
+/// Attaches `copy`, a detached copy of a file made in the staging tmpfs, over the file open as
+/// `target`, read-only (unless `writable`), nosuid and nodev.
+fn attach(target: &Target, copy: OwnedFd, writable: bool) -> io::Result<()> {
+    let mut attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    if !writable {
+        attrs |= MOUNT_ATTR_RDONLY;
+    }
+    sys::mount_setattr_fd(&copy, attrs, 0)?;
+    sys::move_mount_fd(&copy, &target.fd)
+}
+
 /// Expands the `*` components of hidden-path patterns against the host's rootfs.
 fn expand(rootfs: &Path, pattern: &str) -> Vec<PathBuf> {
     let mut out = vec![PathBuf::from("/")];
@@ -228,7 +242,13 @@ fn expand(rootfs: &Path, pattern: &str) -> Vec<PathBuf> {
 pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
     // Nothing we mount may propagate back to the host.
     sys::mount(None, Path::new("/"), None, MS_REC | libc::MS_PRIVATE, None).step(|| "make mounts private".into())?;
-    let staged = stage(plan, &paths.dir)?;
+    let hidden_paths: Vec<PathBuf> = HIDDEN
+        .iter()
+        .map(|s| s.to_string())
+        .chain(plan.hidden.iter().map(|p| p.to_string_lossy().into_owned()))
+        .flat_map(|pat| expand(&plan.rootfs, &pat))
+        .collect();
+    let mut staged = stage(plan, &paths.dir, hidden_paths.len())?;
 
     let root_path = if plan.writable_root {
         sys::mount(
@@ -276,9 +296,6 @@ pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
             .step(|| "make the root read-only".into())?;
         staged.newroot.clone()
     };
-    // The staging tmpfs is the source of the binds to come.
-    sys::mount(None, &paths.dir, None, libc::MS_PRIVATE, None)
-        .step(|| "make the staging tmpfs bindable again".into())?;
     let root = Root::open(&root_path)?;
 
     // Fresh, size-limited scratch space.
@@ -295,20 +312,14 @@ pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
 
     // Hidden paths: an empty, unreadable directory or file over each one that exists.
     let mut hidden_dirs = Vec::new();
-    let patterns = HIDDEN
-        .iter()
-        .map(|s| s.to_string())
-        .chain(plan.hidden.iter().map(|p| p.to_string_lossy().into_owned()));
-    for pat in patterns {
-        for p in expand(&plan.rootfs, &pat) {
-            let Ok(t) = root.at(&p) else { continue };
-            let meta = fs::metadata(t.path()).step(|| format!("stat hidden path {}", p.display()))?;
-            if meta.is_dir() {
-                tmpfs(&t, 1 << 20, 0o000, &p.to_string_lossy())?;
-                hidden_dirs.push(p);
-            } else {
-                bind(&root, &staged.hidden_file, &p, false)?;
-            }
+    for (p, stand_in) in hidden_paths.into_iter().zip(std::mem::take(&mut staged.hidden)) {
+        let Ok(t) = root.at(&p) else { continue };
+        let meta = fs::metadata(t.path()).step(|| format!("stat hidden path {}", p.display()))?;
+        if meta.is_dir() {
+            tmpfs(&t, 1 << 20, 0o000, &p.to_string_lossy())?;
+            hidden_dirs.push(p);
+        } else {
+            attach(&t, stand_in, false).step(|| format!("hide {}", p.display()))?;
         }
     }
 
@@ -336,16 +347,19 @@ pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
             .step(|| format!("bind target {} (missing in the rootfs)", target.display()))?;
         bind(&root, &src, &target, writable)?;
     }
-    for (src, target) in &staged.files {
-        root.ensure(target, true)
+    let files = std::mem::take(&mut staged.files);
+    let targets_of_files: Vec<PathBuf> = files.iter().map(|(_, t)| t.clone()).collect();
+    for (copy, target) in files {
+        let t = root
+            .ensure(&target, true)
             .step(|| format!("file target {} (missing in the rootfs)", target.display()))?;
-        bind(&root, src, target, false)?;
+        attach(&t, copy, false).step(|| format!("mount the file for {}", target.display()))?;
     }
     // Mount points inside hidden dirs exist now; seal the dirs themselves. One that leads to a
     // mount (the workspace under /home, say) must be traversable, though still not listable.
     let targets: Vec<&Path> = std::iter::once(paths.workspace.as_path())
         .chain(plan.binds.iter().map(|b| b.target.as_path()))
-        .chain(staged.files.iter().map(|(_, t)| t.as_path()))
+        .chain(targets_of_files.iter().map(|t| t.as_path()))
         .collect();
     for p in hidden_dirs {
         let t = root.at(&p).step(|| format!("reopen hidden dir {}", p.display()))?;

@@ -493,10 +493,11 @@ fn a_secret_file_is_seen_at_its_target_only() {
     let st = state_dir("secretfile");
     let f = st.join("token");
     std::fs::write(&f, "s3cr3t-file\n").unwrap();
-    // The file lives in init's staging tmpfs under the state dir: the job's copy of the host's
-    // mount tree must not bring that tmpfs along.
+    // The file lives in init's staging tmpfs under the state dir: neither the job's copy of the
+    // host's mount tree nor an operator's recursive bind of a directory above the state dir may
+    // bring that tmpfs along.
     let script = format!(
-        "cat /etc/hostname; grep -c ' {}/jobs' /proc/self/mountinfo; true",
+        "cat /etc/hostname; grep -c ' {}/jobs' /proc/self/mountinfo; grep -c ' /opt/' /proc/self/mountinfo; true",
         st.display()
     );
     let o = run_in(
@@ -504,6 +505,8 @@ fn a_secret_file_is_seen_at_its_target_only() {
         &[
             "--secret",
             &format!("/etc/hostname=@{}", f.display()),
+            "--bind",
+            &format!("{}:/opt", st.parent().unwrap().display()),
             "--",
             "sh",
             "-c",
@@ -511,7 +514,7 @@ fn a_secret_file_is_seen_at_its_target_only() {
         ],
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert_eq!(stdout(&o), "***\n0\n", "{}", stderr(&o));
+    assert_eq!(stdout(&o), "***\n0\n0\n", "{}", stderr(&o));
 }
 
 #[test]
