@@ -95,11 +95,9 @@ struct Attached {
     merged: Option<File>,
     setup: files::OverlaySetup,
     since: (i64, i64),
-    /// Device of each marked filesystem and where the job sees it: a path read after the job's
-    /// mount namespace is gone lacks that prefix.
-    devs: Vec<(u64, String)>,
-    /// The same for a mount marked on its own (the workspace: its filesystem is the host's).
-    mnts: Vec<(u64, String)>,
+    /// Mount id of each marked mount of the job and where the job sees it: a path read after the
+    /// job's mount namespace is gone is relative to its mount and lacks that prefix.
+    mounts: Vec<(u64, String)>,
     warnings: Vec<String>,
 }
 
@@ -191,8 +189,8 @@ impl Monitor {
                     None => Ok(()),
                 }
             };
-            if let Ok(m) = std::fs::metadata(format!("{root}/proc")) {
-                a.devs.push((std::os::unix::fs::MetadataExt::dev(&m), "/proc".into()));
+            if let Some(id) = mount_id(&format!("{root}/proc")) {
+                a.mounts.push((id, "/proc".into()));
             }
             if let Err(e) = mark(
                 MarkFlags::FAN_MARK_FILESYSTEM,
@@ -206,8 +204,8 @@ impl Monitor {
                 let p = format!("{root}{dir}");
                 match File::open(&p) {
                     Ok(f) => {
-                        if let Ok(m) = f.metadata() {
-                            a.devs.push((std::os::unix::fs::MetadataExt::dev(&m), dir.to_string()));
+                        if let Some(id) = mount_id(&p) {
+                            a.mounts.push((id, dir.to_string()));
                         }
                         a.tmpfs.push((dir.to_string(), f))
                     }
@@ -241,13 +239,8 @@ impl Monitor {
                 let at = format!("{root}{}", ws.display());
                 match mark(MarkFlags::FAN_MARK_MOUNT, MaskFlags::FAN_CLOSE_WRITE, &at) {
                     Ok(()) => {
-                        if let Ok(st) = rustix::fs::statx(
-                            rustix::fs::CWD,
-                            at.as_str(),
-                            rustix::fs::AtFlags::empty(),
-                            rustix::fs::StatxFlags::MNT_ID,
-                        ) {
-                            a.mnts.push((st.stx_mnt_id, ws.display().to_string()));
+                        if let Some(id) = mount_id(&at) {
+                            a.mounts.push((id, ws.display().to_string()));
                         }
                     }
                     Err(e) => a.warnings.push(format!(
@@ -321,19 +314,12 @@ impl Monitor {
             let stop = Arc::clone(&stop);
             let conn = self.conn;
             let fan = self.fan.clone();
-            let labels = self
-                .attached
-                .lock()
-                .map(|a| Labels {
-                    devs: a.devs.clone(),
-                    mnts: a.mnts.clone(),
-                })
-                .unwrap_or_default();
+            let mounts = self.attached.lock().map(|a| a.mounts.clone()).unwrap_or_default();
             std::thread::Builder::new()
                 .name("stockade-monitor".into())
                 .spawn({
                     let unsettled = Arc::clone(&unsettled);
-                    move || run(shared, conn, fan, labels, exec_rx, unsettled, stop)
+                    move || run(shared, conn, fan, mounts, exec_rx, unsettled, stop)
                 })
                 .ok()
         };
@@ -1227,48 +1213,43 @@ impl CpuSampler {
     }
 }
 
-/// The path of a fanotify event's file as the job sees it.
-fn is_procfs(fd: std::os::fd::BorrowedFd<'_>) -> bool {
-    rustix::fs::fstatfs(fd).is_ok_and(|s| s.f_type == 0x9fa0)
+fn mount_id(path: &str) -> Option<u64> {
+    rustix::fs::statx(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::AtFlags::empty(),
+        rustix::fs::StatxFlags::MNT_ID,
+    )
+    .ok()
+    .map(|s| s.stx_mnt_id)
 }
 
-/// Where the job sees each marked filesystem (by device) or mount (by mount id): a path read
-/// after the job's mount namespace is gone is relative to its mount and lacks that prefix.
-#[derive(Default)]
-struct Labels {
-    devs: Vec<(u64, String)>,
-    mnts: Vec<(u64, String)>,
-}
-
-fn event_path(fd: std::os::fd::BorrowedFd<'_>, labels: &Labels) -> Option<String> {
+/// The path of a fanotify event's file as the job sees it (`mounts`: see `Attached::mounts`).
+fn event_path(fd: std::os::fd::BorrowedFd<'_>, mounts: &[(u64, String)]) -> Option<String> {
     let path = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
     let mut path = path.to_string_lossy().into_owned();
-    let st = rustix::fs::fstat(fd).ok();
+    let st = rustix::fs::statx(
+        fd,
+        "",
+        rustix::fs::AtFlags::EMPTY_PATH,
+        rustix::fs::StatxFlags::MNT_ID | rustix::fs::StatxFlags::NLINK,
+    )
+    .ok();
+    let label = st
+        .as_ref()
+        .and_then(|s| mounts.iter().find(|(id, _)| *id == s.stx_mnt_id))
+        .map(|(_, l)| l.as_str());
     // The kernel names an unlinked file "<path> (deleted)": a file the job wrote may be removed
     // by the time its event is read, and /proc/N/... of a process that has exited is unhashed
     // too. The path the job used is the one to report.
     if let Some(stripped) = path.strip_suffix(" (deleted)")
-        && (st.as_ref().is_some_and(|s| s.st_nlink == 0) || is_procfs(fd))
+        && (st.as_ref().is_some_and(|s| s.stx_nlink == 0) || label == Some("/proc"))
     {
         path.truncate(stripped.len());
     }
-    let dev = st.map(|s| s.st_dev);
-    let mnt = || {
-        rustix::fs::statx(fd, "", rustix::fs::AtFlags::EMPTY_PATH, rustix::fs::StatxFlags::MNT_ID)
-            .ok()
-            .map(|s| s.stx_mnt_id)
-    };
-    let label = match labels.devs.iter().find(|(d, _)| Some(*d) == dev) {
-        Some(l) => Some(l),
-        None if !labels.mnts.is_empty() => {
-            let m = mnt();
-            labels.mnts.iter().find(|(i, _)| Some(*i) == m)
-        }
-        None => None,
-    };
     match label {
-        Some((_, label)) if !(path == *label || path.starts_with(&format!("{label}/"))) => {
-            Some(format!("{label}{}", if path == "/" { "" } else { &path }))
+        Some(l) if !(path == l || path.starts_with(&format!("{l}/"))) => {
+            Some(format!("{l}{}", if path == "/" { "" } else { &path }))
         }
         _ => Some(path),
     }
@@ -1278,7 +1259,7 @@ fn run(
     shared: Arc<Shared>,
     conn: Connector,
     fan: Option<Arc<Fanotify>>,
-    labels: Labels,
+    mounts: Vec<(u64, String)>,
     execs: std::sync::mpsc::Receiver<Seen>,
     unsettled: Arc<AtomicUsize>,
     stop: Arc<Stop>,
@@ -1357,7 +1338,11 @@ fn run(
                     s.watching = true;
                     s.queue_exec(p);
                 }
-                while !moves.is_empty() {
+                // Changes not settled yet (read too early, before they took effect) are read
+                // again, before the forks of this batch ask where their parents were.
+                let mut retry = unsettled.load(Ordering::Acquire) > 0;
+                while retry || !moves.is_empty() {
+                    retry = false;
                     for (tid, ns, before) in moves.drain(..) {
                         s.moved(tid, ns, before);
                     }
@@ -1377,8 +1362,6 @@ fn run(
                 for ev in batch.drain(..) {
                     s.proc_event(ev);
                 }
-                // Changes read too early, before they took effect, are read again.
-                s.settle();
                 settled = std::mem::take(&mut s.resolved);
                 s.watching
             });
@@ -1417,7 +1400,7 @@ fn run(
                 let items: Vec<(MaskFlags, u32, Option<String>)> = events
                     .iter()
                     .map(|e| {
-                        let path = e.fd().and_then(|fd| event_path(fd, &labels));
+                        let path = e.fd().and_then(|fd| event_path(fd, &mounts));
                         (e.mask(), e.pid() as u32, path)
                     })
                     .collect();

@@ -154,15 +154,10 @@ pub fn close_detached(fd: OwnedFd) {
             0
         }
         let raw = fd.as_raw_fd() as usize;
-        let max = std::fs::read_dir("/proc/self/fd")
-            .map(|d| {
-                d.flatten()
-                    .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<usize>().ok()))
-                    .max()
-                    .unwrap_or(raw)
-            })
-            .unwrap_or(4096)
-            .max(raw);
+        // Only for the one-by-one fallback: the soft limit bounds our fds (unless lowered since).
+        let max = getrlimit(libc::RLIMIT_NOFILE)
+            .map_or(4096, |(soft, _)| soft.saturating_sub(1) as usize)
+            .clamp(raw, 1 << 20);
         // The grandchild may run after we return: its stack must never be reused.
         let grand: &'static mut [u8] = Box::leak(vec![0u8; STACK].into_boxed_slice());
         let mut mid = vec![0u8; STACK];
