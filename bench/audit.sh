@@ -11,7 +11,7 @@ RUNS=${RUNS:-7}
 SLOW_RUNS=${SLOW_RUNS:-3}
 OUT=$ROOT/bench/out/audit
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=$TARGET/release/stockade
+BIN=$TARGET/$(rustc -vV | sed -n 's/^host: //p')/release/stockade  # .cargo/config.toml names the target
 
 [ -d "$CORPUS" ] || { echo "bench: no corpus at $CORPUS" >&2; exit 2; }
 

@@ -23,8 +23,9 @@ GIB=$((1 << 30))
 cargo build --release -q -p stockade-egress
 have_stockade=1
 cargo build --release -q -p stockade 2>/dev/null || have_stockade=0
-TRY="$CARGO_TARGET_DIR/release/stockade-egress-try"
-STOCKADE="$CARGO_TARGET_DIR/release/stockade"
+out_dir="$CARGO_TARGET_DIR/$(rustc -vV | sed -n 's/^host: //p')/release"  # .cargo/config.toml names the target
+TRY="$out_dir/stockade-egress-try"
+STOCKADE="$out_dir/stockade"
 
 work="$(mktemp -d)"
 server_pid=""

@@ -13,7 +13,7 @@ command -v lynis >/dev/null || { echo "bench: lynis is not installed (bash scrip
 [ -x "$TIME" ] || { echo "bench: GNU time (/usr/bin/time) is needed for peak RSS" >&2; exit 1; }
 
 cargo build --release -p stockade --locked -q
-BIN=${CARGO_TARGET_DIR:-target}/release/stockade
+BIN=${CARGO_TARGET_DIR:-target}/$(rustc -vV | sed -n 's/^host: //p')/release/stockade  # .cargo/config.toml names the target
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

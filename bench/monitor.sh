@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-5}
 target=${CARGO_TARGET_DIR:-target}
 cargo build --release -q -p stockade
-BIN="$target/release/stockade"
+BIN="$target/$(rustc -vV | sed -n 's/^host: //p')/release/stockade"  # .cargo/config.toml names the target
 [ "$(id -u)" -eq 0 ] || { echo "bench/monitor.sh: run as root (the monitor needs the proc connector)" >&2; exit 1; }
 command -v /usr/bin/time >/dev/null || { echo "bench/monitor.sh: needs GNU time (scripts/setup.sh installs it)" >&2; exit 1; }
 tmp=$(mktemp -d)

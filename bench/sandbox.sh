@@ -11,7 +11,7 @@ command -v bwrap >/dev/null || need+=(bubblewrap)
 [ -x /usr/bin/time ] || need+=(time)
 if [ ${#need[@]} -gt 0 ]; then apt-get install -y -qq "${need[@]}" >/dev/null; fi
 cargo build --release -q -p stockade
-bin=${CARGO_TARGET_DIR:-$PWD/target}/release/stockade
+bin=${CARGO_TARGET_DIR:-$PWD/target}/$(rustc -vV | sed -n 's/^host: //p')/release/stockade  # .cargo/config.toml names the target
 out=bench/out; mkdir -p "$out"
 state=/var/lib/stockade-bench; mkdir -p "$state"
 

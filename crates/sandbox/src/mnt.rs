@@ -5,6 +5,8 @@
 use crate::error::{Step, StepError};
 use crate::plan::{HIDDEN, Plan};
 use crate::sys::{self, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
+use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -37,9 +39,9 @@ impl JobPaths {
 /// What init puts in the private tmpfs over the job directory.
 struct Staged {
     newroot: PathBuf,
-    /// Detached copies of an empty file with mode 000, one per hidden path, for the files among
-    /// them.
-    hidden: Vec<OwnedFd>,
+    /// A detached copy of an empty file with mode 000: the first hidden file gets it, the others
+    /// a bind of that one (a copy left unattached costs an RCU grace period when it is closed).
+    hidden: Option<OwnedFd>,
     /// (detached copy of the file made for the job, its target inside the sandbox) for
     /// plan.files.
     files: Vec<(OwnedFd, PathBuf)>,
@@ -48,7 +50,7 @@ struct Staged {
 /// Covers the job directory with a tmpfs seen only in the job's mount namespace and makes there
 /// the new root's mount point and the sources of file mounts: secrets given as files live in
 /// memory only, and nothing needs removing from the host's disk afterwards.
-fn stage(plan: &Plan, dir: &Path, hidden_paths: usize) -> Result<Staged, StepError> {
+fn stage(plan: &Plan, dir: &Path) -> Result<Staged, StepError> {
     let bytes: u64 = plan.files.iter().map(|f| f.contents.len() as u64 + 4096).sum();
     sys::mount(
         Some(Path::new("tmpfs")),
@@ -65,9 +67,7 @@ fn stage(plan: &Plan, dir: &Path, hidden_paths: usize) -> Result<Staged, StepErr
         .and_then(|_| fs::set_permissions(&hidden_file, fs::Permissions::from_mode(0o000)))
         .step(|| "create the stand-in for hidden files".into())?;
     let clone = |p: &Path| sys::open_tree_clone(p, false).step(|| format!("copy {}", p.display()));
-    let hidden = (0..hidden_paths)
-        .map(|_| clone(&hidden_file))
-        .collect::<Result<Vec<_>, _>>()?;
+    let hidden = Some(clone(&hidden_file)?);
     let mut files = Vec::new();
     for (i, f) in plan.files.iter().enumerate() {
         let p = dir.join(format!("file{i}"));
@@ -212,19 +212,25 @@ fn attach(target: &Target, copy: OwnedFd, writable: bool) -> io::Result<()> {
     sys::move_mount_fd(&copy, &target.fd)
 }
 
+/// Directory listings of the rootfs, read once however many patterns walk through them.
+type Listings = HashMap<PathBuf, Vec<OsString>>;
+
 /// Expands the `*` components of hidden-path patterns against the host's rootfs.
-fn expand(rootfs: &Path, pattern: &str) -> Vec<PathBuf> {
+fn expand(rootfs: &Path, pattern: &str, listings: &mut Listings) -> Vec<PathBuf> {
     let mut out = vec![PathBuf::from("/")];
     for comp in Path::new(pattern).components().skip(1) {
         let c = comp.as_os_str().to_string_lossy();
         let mut next = Vec::new();
         for base in &out {
             if let Some(prefix) = c.strip_suffix('*').filter(|_| c.contains('*')) {
-                if let Ok(rd) = fs::read_dir(rootfs.join(base.strip_prefix("/").unwrap_or(base))) {
-                    for e in rd.flatten() {
-                        if e.file_name().to_string_lossy().starts_with(prefix) {
-                            next.push(base.join(e.file_name()));
-                        }
+                let names = listings.entry(base.clone()).or_insert_with(|| {
+                    fs::read_dir(rootfs.join(base.strip_prefix("/").unwrap_or(base)))
+                        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+                        .unwrap_or_default()
+                });
+                for name in names.iter() {
+                    if name.to_string_lossy().starts_with(prefix) {
+                        next.push(base.join(name));
                     }
                 }
             } else {
@@ -242,13 +248,14 @@ fn expand(rootfs: &Path, pattern: &str) -> Vec<PathBuf> {
 pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
     // Nothing we mount may propagate back to the host.
     sys::mount(None, Path::new("/"), None, MS_REC | libc::MS_PRIVATE, None).step(|| "make mounts private".into())?;
+    let mut listings = Listings::new();
     let hidden_paths: Vec<PathBuf> = HIDDEN
         .iter()
         .map(|s| s.to_string())
         .chain(plan.hidden.iter().map(|p| p.to_string_lossy().into_owned()))
-        .flat_map(|pat| expand(&plan.rootfs, &pat))
+        .flat_map(|pat| expand(&plan.rootfs, &pat, &mut listings))
         .collect();
-    let mut staged = stage(plan, &paths.dir, hidden_paths.len())?;
+    let mut staged = stage(plan, &paths.dir)?;
 
     let root_path = if plan.writable_root {
         sys::mount(
@@ -312,14 +319,28 @@ pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
 
     // Hidden paths: an empty, unreadable directory or file over each one that exists.
     let mut hidden_dirs = Vec::new();
-    for (p, stand_in) in hidden_paths.into_iter().zip(std::mem::take(&mut staged.hidden)) {
+    let mut stand_in: Option<Target> = None;
+    for p in hidden_paths {
         let Ok(t) = root.at(&p) else { continue };
         let meta = fs::metadata(t.path()).step(|| format!("stat hidden path {}", p.display()))?;
         if meta.is_dir() {
             tmpfs(&t, 1 << 20, 0o000, &p.to_string_lossy())?;
             hidden_dirs.push(p);
-        } else {
-            attach(&t, stand_in, false).step(|| format!("hide {}", p.display()))?;
+            continue;
+        }
+        let what = || format!("hide {}", p.display());
+        match &stand_in {
+            // A bind keeps its source's flags: read-only, nosuid, nodev (and locked so).
+            Some(first) => sys::mount(Some(&first.path()), &t.path(), None, MS_BIND, None).step(what)?,
+            None => {
+                let copy = staged
+                    .hidden
+                    .take()
+                    .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF));
+                attach(&t, copy.step(what)?, false).step(what)?;
+                // Reopened: the fd held names the covered file, not the stand-in now over it.
+                stand_in = Some(root.at(&p).step(what)?);
+            }
         }
     }
 
@@ -526,7 +547,8 @@ mod tests {
         fs::create_dir_all(d.join("opt/runner-a")).unwrap();
         fs::create_dir_all(d.join("opt/runner-b")).unwrap();
         fs::write(d.join("opt/runner-a/.runner"), "").unwrap();
-        let got = expand(&d, "/opt/*/.runner");
+        let mut listings = Listings::new();
+        let got = expand(&d, "/opt/*/.runner", &mut listings);
         assert_eq!(
             got,
             vec![
@@ -534,7 +556,20 @@ mod tests {
                 PathBuf::from("/opt/runner-b/.runner")
             ]
         );
-        assert_eq!(expand(&d, "/etc/shadow"), vec![PathBuf::from("/etc/shadow")]);
+        assert_eq!(
+            expand(&d, "/etc/shadow", &mut listings),
+            vec![PathBuf::from("/etc/shadow")]
+        );
+        // The listing is read once: a file added since is not seen by a later pattern.
+        fs::write(d.join("opt/runner-b/.credentials"), "").unwrap();
+        fs::create_dir_all(d.join("opt/runner-c")).unwrap();
+        assert_eq!(
+            expand(&d, "/opt/*/.credentials", &mut listings),
+            vec![
+                PathBuf::from("/opt/runner-a/.credentials"),
+                PathBuf::from("/opt/runner-b/.credentials")
+            ]
+        );
         fs::remove_dir_all(&d).unwrap();
     }
 }

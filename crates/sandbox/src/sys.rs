@@ -101,55 +101,73 @@ pub fn fork() -> io::Result<Option<Pid>> {
 }
 
 /// Closes `fd` in a detached grandchild, so that a slow last close (a fanotify group waits out an
-/// SRCU grace period, 13 ms here) delays nobody; the grandchild closes every other fd first.
+/// SRCU grace period, 13 ms here) delays nobody; the grandchild closes every other fd first, and
+/// closes `fd` only once we have dropped ours, so that its close is the last one.
 /// Both children share our memory (no page tables copied: a fork costs more than half a
 /// millisecond), run with every signal blocked, and make only raw system calls, which set no
-/// errno: nothing of ours is touched. Each call leaks the grandchild's 16 KiB stack, which it may
-/// still use after we return. Elsewhere than x86_64 and aarch64 the fd is closed here.
+/// errno: nothing of ours is touched. Each call leaks the grandchild's 16 KiB stack and a few
+/// words it may still read after we return. Elsewhere than x86_64 and aarch64 the fd is closed
+/// here.
 pub fn close_detached(fd: OwnedFd) {
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     {
+        use std::sync::atomic::{AtomicU32, Ordering};
         const STACK: usize = 16 * 1024;
-        struct Launch {
-            /// The fd in the low 32 bits, the highest fd to close in the high 32.
-            fds: usize,
+        /// Shared with the grandchild, which may outlive this call: leaked, never freed.
+        struct Closing {
+            fd: usize,
+            /// The highest fd to close one by one, where close_range is refused.
+            max: usize,
+            /// Set (and woken) once our own reference is dropped.
+            released: AtomicU32,
+            /// How long the grandchild waits for that at a time.
+            wait: libc::timespec,
             stack_top: *mut libc::c_void,
         }
         extern "C" fn closer(arg: *mut libc::c_void) -> libc::c_int {
-            let fd = arg as usize & 0xffff_ffff;
-            let max = arg as usize >> 32;
-            // SAFETY: raw system calls on integers only.
+            // SAFETY: `arg` is the leaked `Closing`, valid for ever.
+            let c = unsafe { &*(arg as *const Closing) };
+            let fd = c.fd;
+            // SAFETY: raw system calls; the futex word and timeout live in the leaked `Closing`.
             unsafe {
                 let below = if fd > 0 {
-                    raw_syscall3(libc::SYS_close_range, 0, fd - 1, 0)
+                    raw_syscall4(libc::SYS_close_range, 0, fd - 1, 0, 0)
                 } else {
                     0
                 };
-                let above = raw_syscall3(libc::SYS_close_range, fd + 1, u32::MAX as usize, 0);
+                let above = raw_syscall4(libc::SYS_close_range, fd + 1, u32::MAX as usize, 0, 0);
                 if below < 0 || above < 0 {
                     // close_range refused (an older seccomp profile): one by one.
-                    for other in (0..=max).filter(|&o| o != fd) {
-                        raw_syscall3(libc::SYS_close, other, 0, 0);
+                    for other in (0..=c.max).filter(|&o| o != fd) {
+                        raw_syscall4(libc::SYS_close, other, 0, 0, 0);
                     }
                 }
-                raw_syscall3(libc::SYS_close, fd, 0, 0);
-                raw_syscall3(libc::SYS_exit, 0, 0, 0);
+                // Bounded: a parent that died before releasing still lets us end.
+                for _ in 0..4 {
+                    if c.released.load(Ordering::Acquire) != 0 {
+                        break;
+                    }
+                    raw_syscall4(
+                        libc::SYS_futex,
+                        c.released.as_ptr() as usize,
+                        (libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG) as usize,
+                        0,
+                        &c.wait as *const libc::timespec as usize,
+                    );
+                }
+                raw_syscall4(libc::SYS_close, fd, 0, 0, 0);
+                raw_syscall4(libc::SYS_exit, 0, 0, 0, 0);
             }
             0
         }
         extern "C" fn launcher(arg: *mut libc::c_void) -> libc::c_int {
-            // SAFETY: `arg` points to the parent's `Launch`, alive while the parent waits (vfork).
-            let l = unsafe { &*(arg as *const Launch) };
+            // SAFETY: `arg` is the leaked `Closing`.
+            let c = unsafe { &*(arg as *const Closing) };
             // SAFETY: the grandchild runs `closer` on its own leaked stack; it gets a copy of our fd
             // table (no CLONE_FILES), so it holds the last reference once we close ours.
             unsafe {
-                libc::clone(
-                    closer,
-                    l.stack_top,
-                    libc::CLONE_VM | libc::SIGCHLD,
-                    l.fds as *mut libc::c_void,
-                );
-                raw_syscall3(libc::SYS_exit, 0, 0, 0);
+                libc::clone(closer, c.stack_top, libc::CLONE_VM | libc::SIGCHLD, arg);
+                raw_syscall4(libc::SYS_exit, 0, 0, 0, 0);
             }
             0
         }
@@ -158,14 +176,20 @@ pub fn close_detached(fd: OwnedFd) {
         let max = getrlimit(libc::RLIMIT_NOFILE)
             .map_or(4096, |(soft, _)| soft.saturating_sub(1) as usize)
             .clamp(raw, 1 << 20);
-        // The grandchild may run after we return: its stack must never be reused.
+        // The grandchild may run after we return: its stack and `Closing` must never be reused.
         let grand: &'static mut [u8] = Box::leak(vec![0u8; STACK].into_boxed_slice());
         let mut mid = vec![0u8; STACK];
         let align = |s: &mut [u8]| ((s.as_mut_ptr() as usize + s.len()) & !15) as *mut libc::c_void;
-        let launch = Launch {
-            fds: raw | (max.min(u32::MAX as usize) << 32),
+        let closing: &'static Closing = Box::leak(Box::new(Closing {
+            fd: raw,
+            max,
+            released: AtomicU32::new(0),
+            wait: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 500_000_000,
+            },
             stack_top: align(grand),
-        };
+        }));
         // SAFETY: sigset_t is plain data; the calls only read and write these two sets.
         let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
@@ -175,19 +199,29 @@ pub fn close_detached(fd: OwnedFd) {
             libc::sigfillset(&mut all);
             libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
         }
-        // SAFETY: CLONE_VFORK suspends us until the launcher exits, so its stack (`mid`) and
-        // `launch` outlive it; it makes only raw system calls.
+        // SAFETY: CLONE_VFORK suspends us until the launcher exits, so its stack (`mid`) outlives
+        // it; it makes only raw system calls.
         let pid = unsafe {
             libc::clone(
                 launcher,
                 align(&mut mid),
                 libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-                &launch as *const Launch as *mut libc::c_void,
+                closing as *const Closing as *mut libc::c_void,
             )
         };
         // SAFETY: restores the mask saved above.
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
         drop(fd);
+        closing.released.store(1, Ordering::Release);
+        // SAFETY: wakes waiters on a word of the leaked `Closing`; no other memory is touched.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                closing.released.as_ptr(),
+                libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+                1,
+            );
+        }
         if pid > 0 {
             let _ = waitpid(pid, false);
         }
@@ -199,10 +233,10 @@ pub fn close_detached(fd: OwnedFd) {
 /// A system call that returns the kernel's result (`-errno` on failure) and writes no errno: for
 /// a child that shares our memory and thread-local storage.
 #[cfg(target_arch = "x86_64")]
-unsafe fn raw_syscall3(nr: libc::c_long, a: usize, b: usize, c: usize) -> isize {
+unsafe fn raw_syscall4(nr: libc::c_long, a: usize, b: usize, c: usize, d: usize) -> isize {
     let ret: isize;
-    // SAFETY: the caller passes a system call and arguments that touch no memory of ours; the
-    // kernel clobbers rcx and r11.
+    // SAFETY: the caller passes a system call and arguments that touch no memory of ours but
+    // what they point to; the kernel clobbers rcx and r11.
     unsafe {
         std::arch::asm!(
             "syscall",
@@ -210,6 +244,7 @@ unsafe fn raw_syscall3(nr: libc::c_long, a: usize, b: usize, c: usize) -> isize 
             in("rdi") a,
             in("rsi") b,
             in("rdx") c,
+            in("r10") d,
             lateout("rcx") _,
             lateout("r11") _,
             options(nostack),
@@ -219,7 +254,7 @@ unsafe fn raw_syscall3(nr: libc::c_long, a: usize, b: usize, c: usize) -> isize 
 }
 
 #[cfg(target_arch = "aarch64")]
-unsafe fn raw_syscall3(nr: libc::c_long, a: usize, b: usize, c: usize) -> isize {
+unsafe fn raw_syscall4(nr: libc::c_long, a: usize, b: usize, c: usize, d: usize) -> isize {
     let ret: isize;
     // SAFETY: as for x86_64.
     unsafe {
@@ -229,6 +264,7 @@ unsafe fn raw_syscall3(nr: libc::c_long, a: usize, b: usize, c: usize) -> isize 
             inlateout("x0") a as isize => ret,
             in("x1") b,
             in("x2") c,
+            in("x3") d,
             options(nostack),
         );
     }
