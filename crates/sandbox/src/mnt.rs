@@ -330,7 +330,8 @@ pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
         }
         let what = || format!("hide {}", p.display());
         match &stand_in {
-            // A bind keeps its source's flags: read-only, nosuid, nodev (and locked so).
+            // A bind keeps its source's flags: read-only, nosuid, nodev (the job, without
+            // CAP_SYS_ADMIN, cannot change them).
             Some(first) => sys::mount(Some(&first.path()), &t.path(), None, MS_BIND, None).step(what)?,
             None => {
                 let copy = staged

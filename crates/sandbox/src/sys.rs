@@ -163,8 +163,8 @@ pub fn close_detached(fd: OwnedFd) {
         extern "C" fn launcher(arg: *mut libc::c_void) -> libc::c_int {
             // SAFETY: `arg` is the leaked `Closing`.
             let c = unsafe { &*(arg as *const Closing) };
-            // SAFETY: the grandchild runs `closer` on its own leaked stack; it gets a copy of our fd
-            // table (no CLONE_FILES), so it holds the last reference once we close ours.
+            // SAFETY: the grandchild runs `closer` on its own leaked stack; it gets a copy of the fd
+            // table (no CLONE_FILES), so it holds the last reference once the parent closes its.
             unsafe {
                 libc::clone(closer, c.stack_top, libc::CLONE_VM | libc::SIGCHLD, arg);
                 raw_syscall4(libc::SYS_exit, 0, 0, 0, 0);
@@ -200,12 +200,14 @@ pub fn close_detached(fd: OwnedFd) {
             libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
         }
         // SAFETY: CLONE_VFORK suspends us until the launcher exits, so its stack (`mid`) outlives
-        // it; it makes only raw system calls.
+        // it; it makes only raw system calls. It shares our fd table (CLONE_FILES): vfork lets us
+        // go before an exiting child drops its files, and a copy of its own could then be the
+        // last holder of `fd`, with us waiting for it in waitpid.
         let pid = unsafe {
             libc::clone(
                 launcher,
                 align(&mut mid),
-                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_FILES | libc::SIGCHLD,
                 closing as *const Closing as *mut libc::c_void,
             )
         };
