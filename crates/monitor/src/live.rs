@@ -912,9 +912,12 @@ impl State {
                 let info = match self.pre_exec_for(tgid, ev.ns) {
                     // Read at the call's entry: complete even if the process is gone by now.
                     Some(p) => {
-                        // A thread that reached execve is past its last chdir: a cwd read there
-                        // settles that change too (one that went nowhere, `cd .`, or failed).
-                        if let (Some(c), Some(last)) = (&p.cwd, self.dirs.get_mut(&p.tid).and_then(|h| h.last_mut()))
+                        // A thread that reached execve is past its chdirs before that call: a cwd
+                        // read there settles the last of them too (one that went nowhere, `cd .`,
+                        // or failed). Not a change made after the call, by the new program, which
+                        // may be handled first when both come in one batch.
+                        if let (Some(c), Some(h)) = (&p.cwd, self.dirs.get_mut(&p.tid))
+                            && let Some(last) = h.iter_mut().rev().find(|d| d.ns < p.ns)
                             && last.to.is_none()
                         {
                             last.to = Some(c.clone());

@@ -86,30 +86,30 @@ fn init_setup(plan: &mut Plan, ctx: &ChildCtx) -> Result<(Pid, RawFd), StepError
     }
     // SIGCHLD arrives through a signalfd; block it before the job can exit.
     let sigfd = sys::signalfd(&[libc::SIGCHLD]).step(|| "signalfd".into())?;
-    match sys::fork().step(|| "fork the job".into())? {
-        None => {
-            drop(sigfd);
-            let e = job_exec(plan, ctx);
-            let errno = e.source.raw_os_error().unwrap_or(0);
-            let _ = msg::send(
-                ctx.sock,
-                &FromSandbox::ExecFailed {
-                    errno,
-                    message: format!("{}: {}", e.step, e.source),
-                },
-                &[],
-            );
-            let code = if errno == libc::ENOENT {
-                127
-            } else if e.step.starts_with("exec") {
-                126
-            } else {
-                125
-            };
-            sys::exit_now(code)
+    // The job shares init's memory until its exec (the signalfd is closed with every other fd
+    // but the socket in `job_exec`): it only borrows, and its exit code says how it failed.
+    let plan: &Plan = plan;
+    let pid = sys::spawn_job(&mut || {
+        let e = job_exec(plan, ctx);
+        let errno = e.source.raw_os_error().unwrap_or(0);
+        let _ = msg::send(
+            ctx.sock,
+            &FromSandbox::ExecFailed {
+                errno,
+                message: format!("{}: {}", e.step, e.source),
+            },
+            &[],
+        );
+        if errno == libc::ENOENT {
+            127
+        } else if e.step.starts_with("exec") {
+            126
+        } else {
+            125
         }
-        Some(pid) => Ok((pid, sigfd.into_raw_fd())),
-    }
+    })
+    .step(|| "start the job".into())?;
+    Ok((pid, sigfd.into_raw_fd()))
 }
 
 /// The job's privilege drop, in order; returns only on failure.

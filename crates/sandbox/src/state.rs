@@ -25,9 +25,24 @@ pub fn jobs_dir(state_root: &Path) -> PathBuf {
 /// Creates `state_root/jobs/<id>`; traversable (0711) so the job's unprivileged ids can reach
 /// their workspace, listable by no one else.
 pub fn create_job_dir(state_root: &Path, id: &str) -> io::Result<PathBuf> {
-    fs::DirBuilder::new().recursive(true).mode(0o711).create(state_root)?;
-    fs::set_permissions(state_root, fs::Permissions::from_mode(0o711))?;
+    ensure_dir(state_root)?;
     dir_in(&jobs_dir(state_root), id, 0o711)
+}
+
+/// Makes `dir` (and what is missing above it) and keeps it 0711 whatever the umask did; an
+/// existing directory already 0711 is left untouched (a chmod would be a journalled inode
+/// update on every job).
+fn ensure_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    match fs::metadata(dir) {
+        Ok(m) if m.is_dir() && m.mode() & 0o7777 == 0o711 => return Ok(()),
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::DirBuilder::new().recursive(true).mode(0o711).create(dir)?;
+        }
+        Err(e) => return Err(e),
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o711))
 }
 
 /// Creates `state_root/work/<id>`, the scratch workspace of a job given none. It lives beside
@@ -39,8 +54,7 @@ pub fn create_scratch_dir(state_root: &Path, id: &str) -> io::Result<PathBuf> {
 /// Creates `parent/<id>` with `mode`, and `parent` itself where missing; `parent` is made (and
 /// kept, whatever the umask did) traversable but not listable: 0711.
 fn dir_in(parent: &Path, id: &str, mode: u32) -> io::Result<PathBuf> {
-    fs::DirBuilder::new().recursive(true).mode(0o711).create(parent)?;
-    fs::set_permissions(parent, fs::Permissions::from_mode(0o711))?;
+    ensure_dir(parent)?;
     let dir = parent.join(id);
     fs::DirBuilder::new().mode(mode).create(&dir)?;
     fs::set_permissions(&dir, fs::Permissions::from_mode(mode))?;
@@ -81,9 +95,16 @@ pub fn owner_alive(id: &str) -> bool {
     owner_record(pid).is_some_and(|now| now == format!("{pid} {start}"))
 }
 
-/// Removes a job directory or a scratch workspace (which may hold files of the job's uid).
+/// Removes a job directory or a scratch workspace (which may hold files of the job's uid). The
+/// job directory is always empty, a scratch workspace often: one rmdir, then the full walk.
 pub fn remove_job_dir(dir: &Path) -> io::Result<()> {
-    match fs::remove_dir_all(dir) {
+    let r = match fs::remove_dir(dir) {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY | libc::EEXIST | libc::ENOTDIR)) => {
+            fs::remove_dir_all(dir)
+        }
+        r => r,
+    };
+    match r {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         r => r,
     }
