@@ -322,8 +322,7 @@ pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
     let mut stand_in: Option<Target> = None;
     for p in hidden_paths {
         let Ok(t) = root.at(&p) else { continue };
-        let meta = fs::metadata(t.path()).step(|| format!("stat hidden path {}", p.display()))?;
-        if meta.is_dir() {
+        if sys::fd_is_dir(&t.fd).step(|| format!("stat hidden path {}", p.display()))? {
             tmpfs(&t, 1 << 20, 0o000, &p.to_string_lossy())?;
             hidden_dirs.push(p);
             continue;
@@ -416,16 +415,16 @@ fn mount_dev(root: &Root, shm_size: u64) -> Result<(), StepError> {
     let t = root.at(Path::new("/dev")).step(|| "reopen /dev".into())?;
     let dev = t.path();
     for d in DEVICES {
-        let host = Path::new("/dev").join(d);
-        if !host.exists() {
-            continue;
-        }
-        fs::File::create(dev.join(d)).step(|| format!("create /dev/{d}"))?;
-        let inside = Path::new("/dev").join(d);
-        let node = root.at(&inside).step(|| format!("open /dev/{d}"))?;
-        sys::mount(Some(&host), &node.path(), None, MS_BIND, None).step(|| format!("bind /dev/{d}"))?;
-        let node = root.at(&inside).step(|| format!("reopen /dev/{d}"))?;
-        sys::mount_setattr(&node.path(), false, MOUNT_ATTR_NOSUID, None).step(|| format!("nosuid /dev/{d}"))?;
+        // A non-recursive copy of the host's node, made nosuid before it is attached over a
+        // file made for it in our fresh /dev (device access stays: no nodev here).
+        let copy = match sys::open_tree_clone(&Path::new("/dev").join(d), false) {
+            Ok(c) => c,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).step(|| format!("copy /dev/{d}")),
+        };
+        let node = fs::File::create(dev.join(d)).step(|| format!("create /dev/{d}"))?;
+        sys::mount_setattr_fd(&copy, MOUNT_ATTR_NOSUID, 0).step(|| format!("nosuid /dev/{d}"))?;
+        sys::move_mount_fd(&copy, &OwnedFd::from(node)).step(|| format!("bind /dev/{d}"))?;
     }
     fs::create_dir(dev.join("pts")).step(|| "create /dev/pts".into())?;
     fs::create_dir(dev.join("shm")).step(|| "create /dev/shm".into())?;
@@ -458,8 +457,7 @@ fn mount_dev(root: &Root, shm_size: u64) -> Result<(), StepError> {
 
 fn mask(root: &Root, p: &str) -> Result<(), StepError> {
     let Ok(t) = root.at(Path::new(p)) else { return Ok(()) };
-    let meta = fs::metadata(t.path()).step(|| format!("stat {p}"))?;
-    if meta.is_dir() {
+    if sys::fd_is_dir(&t.fd).step(|| format!("stat {p}"))? {
         sys::mount(
             Some(Path::new("tmpfs")),
             &t.path(),

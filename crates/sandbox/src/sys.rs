@@ -914,6 +914,17 @@ struct OpenHow {
 const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
 const RESOLVE_IN_ROOT: u64 = 0x10;
 
+/// Whether an fd (O_PATH ones too) names a directory: one fstat, where a stat of its
+/// /proc/self/fd path walks procfs first.
+pub fn fd_is_dir(fd: &OwnedFd) -> io::Result<bool> {
+    // SAFETY: `st` is plain data the kernel fills in; the fd is valid while borrowed.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        cvt(libc::fstat(fd.as_raw_fd(), &mut st))?;
+        Ok(st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+    }
+}
+
 /// Opens `path` as an O_PATH fd, resolving every component (symlinks and `..` included) as if
 /// `root` were `/`, so that a job-controlled tree can never redirect us outside it.
 pub fn open_in_root(root: &OwnedFd, path: &Path) -> io::Result<OwnedFd> {
