@@ -234,7 +234,7 @@ pub fn execute(spec: JobSpec) -> Result<i32> {
         .state_dir
         .clone()
         .unwrap_or_else(stockade_sandbox::state::default_state_root);
-    let gc = stockade_sandbox::state::gc(&state_root);
+    let gc = stockade_sandbox::state::gc_before_job(&state_root);
     for e in &gc.errors {
         eprintln!("stockade: warning: gc: {e}");
     }
