@@ -109,6 +109,9 @@ fn init_setup(plan: &mut Plan, ctx: &ChildCtx) -> Result<(Pid, RawFd), StepError
         }
     })
     .step(|| "start the job".into())?;
+    // The job's uid change reset the dumpable flag of the memory it shared with us to the host's
+    // fs.suid_dumpable: ours again, and not dumpable.
+    sys::prctl(libc::PR_SET_DUMPABLE, 0).step(|| "make init non-dumpable again".into())?;
     Ok((pid, sigfd.into_raw_fd()))
 }
 

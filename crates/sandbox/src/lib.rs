@@ -285,8 +285,8 @@ impl Sandbox {
         let forked = match sys::clone3_fork(flags, cg_fd.as_ref().map(|f| f.as_raw_fd())) {
             Ok(f) => f,
             Err(e) => {
-                let _ = cgroups.remove();
-                paths.remove();
+                let kept = !cgroups.remove().is_empty();
+                paths.remove_but_mark(kept);
                 return Err(SandboxError::Clone(e));
             }
         };
@@ -446,8 +446,9 @@ impl Sandbox {
         let _ = sys::pidfd_send_signal(&self.init_pidfd, libc::SIGKILL);
         let _ = sys::waitpid(self.init_pid, false);
         self.cgroups.kill_all();
-        let _ = self.cgroups.remove();
-        self.paths.remove();
+        // Cgroups that would not go keep the job directory: the mark by which gc finds them.
+        let kept = !self.cgroups.remove().is_empty();
+        self.paths.remove_but_mark(kept);
     }
 
     /// Supervises the job until it ends (forwarding SIGINT/SIGTERM, enforcing the timeout), then
@@ -565,7 +566,8 @@ impl Sandbox {
         }
         drop(std::mem::take(&mut self.net_fds));
         let mut leftovers = self.cgroups.remove();
-        leftovers.extend(teardown::verify(&self.paths, &self.cgroups));
+        let keep_mark = !leftovers.is_empty();
+        leftovers.extend(teardown::verify(&self.paths, &self.cgroups, keep_mark));
         if let Some((step, message)) = setup_error {
             return Err(SandboxError::Setup { step, message });
         }

@@ -29,7 +29,15 @@ pub struct JobPaths {
 impl JobPaths {
     /// Removes what the supervisor made on the host, when a job fails to start.
     pub fn remove(&self) {
-        let _ = crate::state::remove_job_dir(&self.dir);
+        self.remove_but_mark(false);
+    }
+
+    /// As `remove`, but keeps the (empty) job directory when `keep_mark`: gc finds a dead job's
+    /// leftover cgroups by it.
+    pub fn remove_but_mark(&self, keep_mark: bool) {
+        if !keep_mark {
+            let _ = crate::state::remove_job_dir(&self.dir);
+        }
         if let Some(s) = &self.scratch {
             let _ = crate::state::remove_job_dir(s);
         }

@@ -36,6 +36,7 @@ fn ensure_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::MetadataExt;
     match fs::metadata(dir) {
         Ok(m) if m.is_dir() && m.mode() & 0o7777 == 0o711 => return Ok(()),
+        Ok(m) if !m.is_dir() => return Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             fs::DirBuilder::new().recursive(true).mode(0o711).create(dir)?;

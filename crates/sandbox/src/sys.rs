@@ -103,7 +103,8 @@ pub fn spawn_job(child: &mut dyn FnMut() -> i32) -> io::Result<Pid> {
     extern "C" fn trampoline(arg: *mut libc::c_void) -> libc::c_int {
         // SAFETY: `arg` points to the caller's `&mut dyn FnMut`, alive while it is suspended.
         let f = unsafe { &mut *(arg as *mut &mut dyn FnMut() -> i32) };
-        exit_now(f())
+        // A panic must not unwind out of an extern "C" frame: it ends the child as a setup failure.
+        exit_now(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(125))
     }
     // SAFETY: sysconf takes a constant.
     let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
@@ -463,19 +464,24 @@ pub fn sethostname(name: &str) -> io::Result<()> {
     cvt(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) }).map(drop)
 }
 
+// The id changes are raw system calls, as in posix_spawn: glibc's wrappers signal every thread
+// it believes the process has (setxid), and init, made by a raw clone3 and starting the job as by
+// vfork, keeps whatever glibc recorded in the supervisor. Both are single-threaded, so changing
+// the calling thread's ids changes the process's.
+
 pub fn setresuid(uid: u32) -> io::Result<()> {
     // SAFETY: plain integer arguments.
-    cvt(unsafe { libc::setresuid(uid, uid, uid) }).map(drop)
+    cvt_long(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) }).map(drop)
 }
 
 pub fn setresgid(gid: u32) -> io::Result<()> {
     // SAFETY: plain integer arguments.
-    cvt(unsafe { libc::setresgid(gid, gid, gid) }).map(drop)
+    cvt_long(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) }).map(drop)
 }
 
 pub fn setgroups_empty() -> io::Result<()> {
     // SAFETY: a zero-length list with a null pointer is valid for setgroups.
-    cvt(unsafe { libc::setgroups(0, std::ptr::null()) }).map(drop)
+    cvt_long(unsafe { libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) }).map(drop)
 }
 
 pub fn setsid() -> io::Result<()> {

@@ -51,8 +51,9 @@ pub fn cmdline(pid: i32) -> String {
 }
 
 /// Removes the job directory and checks that no process, cgroup, mount or file of the job is
-/// left. A workspace the caller gave lives outside the job directory and stays.
-pub fn verify(paths: &JobPaths, cg: &Cgroups) -> Vec<String> {
+/// left. A workspace the caller gave lives outside the job directory and stays. With
+/// `keep_mark` (cgroups that would not go) the job directory stays, for gc to find them by.
+pub fn verify(paths: &JobPaths, cg: &Cgroups, keep_mark: bool) -> Vec<String> {
     let job_dir = paths.dir.as_path();
     let mut left = Vec::new();
     for pid in cg.pids() {
@@ -63,8 +64,10 @@ pub fn verify(paths: &JobPaths, cg: &Cgroups) -> Vec<String> {
             left.push(format!("cgroup {} still exists", dir.display()));
         }
     }
-    for (what, dir) in
-        std::iter::once(("job directory", job_dir)).chain(paths.scratch.as_deref().map(|s| ("scratch workspace", s)))
+    let job_dir_entry = (!keep_mark).then_some(("job directory", job_dir));
+    for (what, dir) in job_dir_entry
+        .into_iter()
+        .chain(paths.scratch.as_deref().map(|s| ("scratch workspace", s)))
     {
         if let Err(e) = crate::state::remove_job_dir(dir) {
             left.push(format!("{what} {}: {e}", dir.display()));
