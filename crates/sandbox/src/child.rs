@@ -73,8 +73,6 @@ fn init_setup(plan: &mut Plan, ctx: &ChildCtx) -> Result<(Pid, RawFd), StepError
         msg::send(ctx.sock, &FromSandbox::NetFds, &raw).step(|| "send egress sockets".into())?;
     }
     mnt::build_root(plan, &ctx.paths)?;
-    // Nobody in the job may ptrace or read the memory of init.
-    sys::prctl(libc::PR_SET_DUMPABLE, 0).step(|| "make init non-dumpable".into())?;
     if ctx.pause_before_job {
         // The supervisor's monitor marks the job's mounts before the job's first process exists.
         msg::send(ctx.sock, &FromSandbox::RootReady, &[]).step(|| "report the root ready".into())?;
@@ -89,7 +87,7 @@ fn init_setup(plan: &mut Plan, ctx: &ChildCtx) -> Result<(Pid, RawFd), StepError
     // The job shares init's memory until its exec (the signalfd is closed with every other fd
     // but the socket in `job_exec`): it only borrows, and its exit code says how it failed.
     let plan: &Plan = plan;
-    let pid = sys::spawn_job(&mut || {
+    let pid = sys::vfork(0, &mut || {
         let e = job_exec(plan, ctx);
         let errno = e.source.raw_os_error().unwrap_or(0);
         let _ = msg::send(
@@ -109,9 +107,10 @@ fn init_setup(plan: &mut Plan, ctx: &ChildCtx) -> Result<(Pid, RawFd), StepError
         }
     })
     .step(|| "start the job".into())?;
-    // The job's uid change reset the dumpable flag of the memory it shared with us to the host's
-    // fs.suid_dumpable: ours again, and not dumpable.
-    sys::prctl(libc::PR_SET_DUMPABLE, 0).step(|| "make init non-dumpable again".into())?;
+    // Nobody in the job may ptrace or read the memory of init. Set only now: the job's uid
+    // change reset the dumpable flag of the memory it shared with us to the host's
+    // fs.suid_dumpable.
+    sys::prctl(libc::PR_SET_DUMPABLE, 0).step(|| "make init non-dumpable".into())?;
     Ok((pid, sigfd.into_raw_fd()))
 }
 

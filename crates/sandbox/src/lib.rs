@@ -105,6 +105,13 @@ pub fn close_detached(fd: OwnedFd) {
     sys::close_detached(fd)
 }
 
+/// Removes a job's cgroups and what the supervisor made on the host for it, when it fails to
+/// start; cgroups that would not go keep the job directory, the mark by which gc finds them.
+fn discard(cgroups: &Cgroups, paths: &JobPaths) {
+    let kept = !cgroups.remove().is_empty();
+    paths.remove(kept);
+}
+
 /// Open file descriptors of this process, to check that a job leaks none of the supervisor's.
 pub fn count_fds() -> usize {
     fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
@@ -199,7 +206,7 @@ impl Sandbox {
                 match made {
                     Ok(w) => w,
                     Err(source) => {
-                        paths.remove();
+                        paths.remove(false);
                         return Err(SandboxError::Workspace {
                             path: plan.state_root.join("work").join(&plan.job_id),
                             source,
@@ -214,7 +221,7 @@ impl Sandbox {
         let cgroups = match Cgroups::create(&plan.job_id, &plan.limits) {
             Ok(c) => c,
             Err(e) => {
-                paths.remove();
+                paths.remove(false);
                 return Err(e);
             }
         };
@@ -285,8 +292,7 @@ impl Sandbox {
         let forked = match sys::clone3_fork(flags, cg_fd.as_ref().map(|f| f.as_raw_fd())) {
             Ok(f) => f,
             Err(e) => {
-                let kept = !cgroups.remove().is_empty();
-                paths.remove_but_mark(kept);
+                discard(&cgroups, &paths);
                 return Err(SandboxError::Clone(e));
             }
         };
@@ -446,9 +452,7 @@ impl Sandbox {
         let _ = sys::pidfd_send_signal(&self.init_pidfd, libc::SIGKILL);
         let _ = sys::waitpid(self.init_pid, false);
         self.cgroups.kill_all();
-        // Cgroups that would not go keep the job directory: the mark by which gc finds them.
-        let kept = !self.cgroups.remove().is_empty();
-        self.paths.remove_but_mark(kept);
+        discard(&self.cgroups, &self.paths);
     }
 
     /// Supervises the job until it ends (forwarding SIGINT/SIGTERM, enforcing the timeout), then

@@ -27,19 +27,20 @@ pub struct JobPaths {
 }
 
 impl JobPaths {
-    /// Removes what the supervisor made on the host, when a job fails to start.
-    pub fn remove(&self) {
-        self.remove_but_mark(false);
+    /// What the supervisor made on the host, to remove at the job's end: the scratch workspace,
+    /// and the (empty) job directory unless `keep_mark`, for cgroups that would not go: gc
+    /// finds a dead job's leftover cgroups by its directory.
+    pub fn made(&self, keep_mark: bool) -> impl Iterator<Item = (&'static str, &Path)> {
+        (!keep_mark)
+            .then_some(("job directory", self.dir.as_path()))
+            .into_iter()
+            .chain(self.scratch.as_deref().map(|s| ("scratch workspace", s)))
     }
 
-    /// As `remove`, but keeps the (empty) job directory when `keep_mark`: gc finds a dead job's
-    /// leftover cgroups by it.
-    pub fn remove_but_mark(&self, keep_mark: bool) {
-        if !keep_mark {
-            let _ = crate::state::remove_job_dir(&self.dir);
-        }
-        if let Some(s) = &self.scratch {
-            let _ = crate::state::remove_job_dir(s);
+    /// Removes what the supervisor made on the host (see `made`), when a job fails to start.
+    pub fn remove(&self, keep_mark: bool) {
+        for (_, dir) in self.made(keep_mark) {
+            let _ = crate::state::remove_job_dir(dir);
         }
     }
 }
@@ -49,10 +50,9 @@ struct Staged {
     newroot: PathBuf,
     /// A detached copy of an empty file with mode 000: the first hidden file gets it, the others
     /// a bind of that one (a copy left unattached costs an RCU grace period when it is closed).
-    hidden: Option<OwnedFd>,
-    /// (detached copy of the file made for the job, its target inside the sandbox) for
-    /// plan.files.
-    files: Vec<(OwnedFd, PathBuf)>,
+    hidden: OwnedFd,
+    /// Detached copies of the files made for the job, in `plan.files` order.
+    files: Vec<OwnedFd>,
 }
 
 /// Covers the job directory with a tmpfs seen only in the job's mount namespace and makes there
@@ -75,7 +75,7 @@ fn stage(plan: &Plan, dir: &Path) -> Result<Staged, StepError> {
         .and_then(|_| fs::set_permissions(&hidden_file, fs::Permissions::from_mode(0o000)))
         .step(|| "create the stand-in for hidden files".into())?;
     let clone = |p: &Path| sys::open_tree_clone(p, false).step(|| format!("copy {}", p.display()));
-    let hidden = Some(clone(&hidden_file)?);
+    let hidden = clone(&hidden_file)?;
     let mut files = Vec::new();
     for (i, f) in plan.files.iter().enumerate() {
         let p = dir.join(format!("file{i}"));
@@ -87,7 +87,7 @@ fn stage(plan: &Plan, dir: &Path) -> Result<Staged, StepError> {
         } else {
             fs::set_permissions(&p, fs::Permissions::from_mode(0o444)).step(what)?;
         }
-        files.push((clone(&p)?, f.target.clone()));
+        files.push(clone(&p)?);
     }
     // Unbindable from now on, with everything bound from it copied out above: the recursive
     // binds to come (the host's root, an operator's `--bind /var/lib`) leave it out instead of
@@ -209,15 +209,21 @@ fn bind(root: &Root, src: &Path, inside: &Path, writable: bool) -> Result<(), St
     })
 }
 
-/// Attaches `copy`, a detached copy of a file made in the staging tmpfs, over the file open as
-/// `target`, read-only (unless `writable`), nosuid and nodev.
-fn attach(target: &Target, copy: OwnedFd, writable: bool) -> io::Result<()> {
-    let mut attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
-    if !writable {
-        attrs |= MOUNT_ATTR_RDONLY;
-    }
+/// Read-only, nosuid and nodev: what the job gets of everything it may only read.
+const SEALED: u64 = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+
+/// Attaches `copy`, a detached copy of a single file, over the file open as `target`, with
+/// `attrs` set on it first.
+fn attach(target: &OwnedFd, copy: OwnedFd, attrs: u64) -> io::Result<()> {
     sys::mount_setattr_fd(&copy, attrs, 0)?;
-    sys::move_mount_fd(&copy, &target.fd)
+    sys::move_mount_fd(&copy, target)
+}
+
+/// The stand-in over hidden files: the staged copy until the first hidden file gets it, then
+/// that file, whose bind the others get.
+enum StandIn {
+    Detached(OwnedFd),
+    Attached(Target),
 }
 
 /// Directory listings of the rootfs, read once however many patterns walk through them.
@@ -251,7 +257,7 @@ fn expand(rootfs: &Path, pattern: &str, listings: &mut Listings) -> Vec<PathBuf>
     out
 }
 
-/// Builds the job's root at `staged.newroot` and pivots into it. Runs in the sandbox's init, as
+/// Builds the job's root at `newroot` and pivots into it. Runs in the sandbox's init, as
 /// root of the job's user namespace, in its fresh mount namespace.
 pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
     // Nothing we mount may propagate back to the host.
@@ -263,23 +269,23 @@ pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
         .chain(plan.hidden.iter().map(|p| p.to_string_lossy().into_owned()))
         .flat_map(|pat| expand(&plan.rootfs, &pat, &mut listings))
         .collect();
-    let mut staged = stage(plan, &paths.dir)?;
+    let Staged { newroot, hidden, files } = stage(plan, &paths.dir)?;
 
     let root_path = if plan.writable_root {
         sys::mount(
             Some(Path::new("tmpfs")),
-            &staged.newroot,
+            &newroot,
             Some("tmpfs"),
             TMPFS_FLAGS,
             Some(&format!("size={},mode=755", plan.tmpfs_size)),
         )
         .step(|| "mount tmpfs for the overlay's upper layer".into())?;
         for d in ["lower", "upper", "work", "merged"] {
-            fs::create_dir(staged.newroot.join(d)).step(|| format!("create overlay {d} dir"))?;
+            fs::create_dir(newroot.join(d)).step(|| format!("create overlay {d} dir"))?;
         }
         // The lower layer must have no submounts (overlayfs refuses locked ones, and a user
         // namespace may not make a non-recursive bind of them): the supervisor made one for us.
-        let lower = staged.newroot.join("lower");
+        let lower = newroot.join("lower");
         match &paths.lower_tree {
             Some(tree) => {
                 let t = sys::open_dir(&lower).step(|| "open the lower layer's mount point".into())?;
@@ -288,12 +294,12 @@ pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
             None => sys::mount(Some(&plan.rootfs), &lower, None, MS_BIND, None)
                 .step(|| format!("bind rootfs {} as the lower layer", plan.rootfs.display()))?,
         }
-        let merged = staged.newroot.join("merged");
+        let merged = newroot.join("merged");
         let opts = format!(
             "lowerdir={},upperdir={},workdir={},userxattr",
             lower.display(),
-            staged.newroot.join("upper").display(),
-            staged.newroot.join("work").display()
+            newroot.join("upper").display(),
+            newroot.join("work").display()
         );
         sys::mount(
             Some(Path::new("overlay")),
@@ -305,11 +311,11 @@ pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
         .step(|| "mount the writable-root overlay".into())?;
         merged
     } else {
-        sys::mount(Some(&plan.rootfs), &staged.newroot, None, MS_BIND | MS_REC, None)
+        sys::mount(Some(&plan.rootfs), &newroot, None, MS_BIND | MS_REC, None)
             .step(|| format!("bind rootfs {}", plan.rootfs.display()))?;
-        sys::mount_setattr(&staged.newroot, true, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, None)
+        sys::mount_setattr(&newroot, true, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, None)
             .step(|| "make the root read-only".into())?;
-        staged.newroot.clone()
+        newroot.clone()
     };
     let root = Root::open(&root_path)?;
 
@@ -327,7 +333,7 @@ pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
 
     // Hidden paths: an empty, unreadable directory or file over each one that exists.
     let mut hidden_dirs = Vec::new();
-    let mut stand_in: Option<Target> = None;
+    let mut stand_in = StandIn::Detached(hidden);
     for p in hidden_paths {
         let Ok(t) = root.at(&p) else { continue };
         if sys::fd_is_dir(&t.fd).step(|| format!("stat hidden path {}", p.display()))? {
@@ -336,20 +342,19 @@ pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
             continue;
         }
         let what = || format!("hide {}", p.display());
-        match &stand_in {
+        stand_in = match stand_in {
             // A bind keeps its source's flags: read-only, nosuid, nodev (the job, without
             // CAP_SYS_ADMIN, cannot change them).
-            Some(first) => sys::mount(Some(&first.path()), &t.path(), None, MS_BIND, None).step(what)?,
-            None => {
-                let copy = staged
-                    .hidden
-                    .take()
-                    .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF));
-                attach(&t, copy.step(what)?, false).step(what)?;
-                // Reopened: the fd held names the covered file, not the stand-in now over it.
-                stand_in = Some(root.at(&p).step(what)?);
+            StandIn::Attached(first) => {
+                sys::mount(Some(&first.path()), &t.path(), None, MS_BIND, None).step(what)?;
+                StandIn::Attached(first)
             }
-        }
+            StandIn::Detached(copy) => {
+                attach(&t.fd, copy, SEALED).step(what)?;
+                // Reopened: the fd held names the covered file, not the stand-in now over it.
+                StandIn::Attached(root.at(&p).step(what)?)
+            }
+        };
     }
 
     // The workspace and the binds the policy asks for, then the files made for the job.
@@ -376,19 +381,17 @@ pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
             .step(|| format!("bind target {} (missing in the rootfs)", target.display()))?;
         bind(&root, &src, &target, writable)?;
     }
-    let files = std::mem::take(&mut staged.files);
-    let targets_of_files: Vec<PathBuf> = files.iter().map(|(_, t)| t.clone()).collect();
-    for (copy, target) in files {
+    for (copy, f) in files.into_iter().zip(&plan.files) {
         let t = root
-            .ensure(&target, true)
-            .step(|| format!("file target {} (missing in the rootfs)", target.display()))?;
-        attach(&t, copy, false).step(|| format!("mount the file for {}", target.display()))?;
+            .ensure(&f.target, true)
+            .step(|| format!("file target {} (missing in the rootfs)", f.target.display()))?;
+        attach(&t.fd, copy, SEALED).step(|| format!("mount the file for {}", f.target.display()))?;
     }
     // Mount points inside hidden dirs exist now; seal the dirs themselves. One that leads to a
     // mount (the workspace under /home, say) must be traversable, though still not listable.
     let targets: Vec<&Path> = std::iter::once(paths.workspace.as_path())
         .chain(plan.binds.iter().map(|b| b.target.as_path()))
-        .chain(targets_of_files.iter().map(|t| t.as_path()))
+        .chain(plan.files.iter().map(|f| f.target.as_path()))
         .collect();
     for p in hidden_dirs {
         let t = root.at(&p).step(|| format!("reopen hidden dir {}", p.display()))?;
@@ -396,13 +399,7 @@ pub fn build_root(plan: &Plan, paths: &JobPaths) -> Result<(), StepError> {
             fs::set_permissions(t.path(), fs::Permissions::from_mode(0o711))
                 .step(|| format!("make hidden {} traversable", p.display()))?;
         }
-        sys::mount_setattr(
-            &t.path(),
-            false,
-            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-            None,
-        )
-        .step(|| format!("make hidden {} read-only", p.display()))?;
+        sys::mount_setattr(&t.path(), false, SEALED, None).step(|| format!("make hidden {} read-only", p.display()))?;
     }
 
     drop(root);
@@ -431,8 +428,7 @@ fn mount_dev(root: &Root, shm_size: u64) -> Result<(), StepError> {
             Err(e) => return Err(e).step(|| format!("copy /dev/{d}")),
         };
         let node = fs::File::create(dev.join(d)).step(|| format!("create /dev/{d}"))?;
-        sys::mount_setattr_fd(&copy, MOUNT_ATTR_NOSUID, 0).step(|| format!("nosuid /dev/{d}"))?;
-        sys::move_mount_fd(&copy, &OwnedFd::from(node)).step(|| format!("bind /dev/{d}"))?;
+        attach(&OwnedFd::from(node), copy, MOUNT_ATTR_NOSUID).step(|| format!("bind /dev/{d}"))?;
     }
     fs::create_dir(dev.join("pts")).step(|| "create /dev/pts".into())?;
     fs::create_dir(dev.join("shm")).step(|| "create /dev/shm".into())?;
@@ -485,13 +481,7 @@ fn read_only_self(root: &Root, p: &str) -> Result<(), StepError> {
     let Ok(t) = root.at(Path::new(p)) else { return Ok(()) };
     sys::mount(Some(&t.path()), &t.path(), None, MS_BIND | MS_REC, None).step(|| format!("bind {p} onto itself"))?;
     let t = root.at(Path::new(p)).step(|| format!("reopen {p}"))?;
-    sys::mount_setattr(
-        &t.path(),
-        true,
-        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-        None,
-    )
-    .step(|| format!("make {p} read-only"))
+    sys::mount_setattr(&t.path(), true, SEALED, None).step(|| format!("make {p} read-only"))
 }
 
 fn mount_proc(root: &Root) -> Result<(), StepError> {
@@ -530,13 +520,7 @@ fn mount_sys(root: &Root) -> Result<(), StepError> {
     if fresh.is_err() {
         sys::mount(Some(Path::new("/sys")), &t.path(), None, MS_BIND | MS_REC, None).step(|| "bind /sys".into())?;
         let t = root.at(Path::new("/sys")).step(|| "reopen /sys".into())?;
-        sys::mount_setattr(
-            &t.path(),
-            true,
-            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-            None,
-        )
-        .step(|| "make /sys read-only".into())?;
+        sys::mount_setattr(&t.path(), true, SEALED, None).step(|| "make /sys read-only".into())?;
     }
     for p in SYS_MASKED {
         mask(root, p)?;

@@ -93,12 +93,12 @@ pub fn clone3_fork(flags: u64, cgroup: Option<RawFd>) -> io::Result<Forked> {
     }
 }
 
-/// Starts the job from the sandbox's init, as posix_spawn does: the child shares our memory and
-/// we are suspended until it execs or exits (CLONE_VM | CLONE_VFORK), so no page table is copied
-/// (a fork of init costs half a millisecond per job). `child` runs on its own stack, with a guard
-/// page below it, and must end in exec or `exit_now`; it may allocate, but must not drop or
-/// change anything of ours: what it leaves in our heap is only leaked.
-pub fn spawn_job(child: &mut dyn FnMut() -> i32) -> io::Result<Pid> {
+/// Runs `child` in a new process as posix_spawn does: it shares our memory and we are suspended
+/// until it execs or exits (CLONE_VM | CLONE_VFORK, and `flags`), so no page table is copied (a
+/// fork costs half a millisecond here). `child` runs on its own stack, with a guard page below
+/// it, and ends in exec or returns its exit code; it may allocate, but must not drop or change
+/// anything of ours: what it leaves in our heap is only leaked.
+pub fn vfork(flags: libc::c_int, child: &mut dyn FnMut() -> i32) -> io::Result<Pid> {
     const STACK: usize = 1 << 20;
     extern "C" fn trampoline(arg: *mut libc::c_void) -> libc::c_int {
         // SAFETY: `arg` points to the caller's `&mut dyn FnMut`, alive while it is suspended.
@@ -137,7 +137,7 @@ pub fn spawn_job(child: &mut dyn FnMut() -> i32) -> io::Result<Pid> {
             libc::clone(
                 trampoline,
                 (base as usize + size) as *mut libc::c_void,
-                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                libc::CLONE_VM | libc::CLONE_VFORK | flags | libc::SIGCHLD,
                 &mut f as *mut &mut dyn FnMut() -> i32 as *mut libc::c_void,
             )
         })
@@ -150,11 +150,10 @@ pub fn spawn_job(child: &mut dyn FnMut() -> i32) -> io::Result<Pid> {
 /// Closes `fd` in a detached grandchild, so that a slow last close (a fanotify group waits out an
 /// SRCU grace period, 13 ms here) delays nobody; the grandchild closes every other fd first, and
 /// closes `fd` only once we have dropped ours, so that its close is the last one.
-/// Both children share our memory (no page tables copied: a fork costs more than half a
-/// millisecond), run with every signal blocked, and make only raw system calls, which set no
-/// errno: nothing of ours is touched. Each call leaks the grandchild's 16 KiB stack and a few
-/// words it may still read after we return. Elsewhere than x86_64 and aarch64 the fd is closed
-/// here.
+/// Both children share our memory (`vfork` starts the first), run with every signal blocked,
+/// and the grandchild, which may outlive this call, makes only raw system calls, which set no
+/// errno. Each call leaks the grandchild's 16 KiB stack and a few words it may still read after
+/// we return. Elsewhere than x86_64 and aarch64 the fd is closed here.
 pub fn close_detached(fd: OwnedFd) {
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     {
@@ -207,17 +206,6 @@ pub fn close_detached(fd: OwnedFd) {
             }
             0
         }
-        extern "C" fn launcher(arg: *mut libc::c_void) -> libc::c_int {
-            // SAFETY: `arg` is the leaked `Closing`.
-            let c = unsafe { &*(arg as *const Closing) };
-            // SAFETY: the grandchild runs `closer` on its own leaked stack; it gets a copy of the fd
-            // table (no CLONE_FILES), so it holds the last reference once the parent closes its.
-            unsafe {
-                libc::clone(closer, c.stack_top, libc::CLONE_VM | libc::SIGCHLD, arg);
-                raw_syscall4(libc::SYS_exit, 0, 0, 0, 0);
-            }
-            0
-        }
         let raw = fd.as_raw_fd() as usize;
         // Only for the one-by-one fallback: the soft limit bounds our fds (unless lowered since).
         let max = getrlimit(libc::RLIMIT_NOFILE)
@@ -225,8 +213,7 @@ pub fn close_detached(fd: OwnedFd) {
             .clamp(raw, 1 << 20);
         // The grandchild may run after we return: its stack and `Closing` must never be reused.
         let grand: &'static mut [u8] = Box::leak(vec![0u8; STACK].into_boxed_slice());
-        let mut mid = vec![0u8; STACK];
-        let align = |s: &mut [u8]| ((s.as_mut_ptr() as usize + s.len()) & !15) as *mut libc::c_void;
+        let top = ((grand.as_mut_ptr() as usize + grand.len()) & !15) as *mut libc::c_void;
         let closing: &'static Closing = Box::leak(Box::new(Closing {
             fd: raw,
             max,
@@ -235,7 +222,7 @@ pub fn close_detached(fd: OwnedFd) {
                 tv_sec: 0,
                 tv_nsec: 500_000_000,
             },
-            stack_top: align(grand),
+            stack_top: top,
         }));
         // SAFETY: sigset_t is plain data; the calls only read and write these two sets.
         let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -246,18 +233,23 @@ pub fn close_detached(fd: OwnedFd) {
             libc::sigfillset(&mut all);
             libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
         }
-        // SAFETY: CLONE_VFORK suspends us until the launcher exits, so its stack (`mid`) outlives
-        // it; it makes only raw system calls. It shares our fd table (CLONE_FILES): vfork lets us
-        // go before an exiting child drops its files, and a copy of its own could then be the
-        // last holder of `fd`, with us waiting for it in waitpid.
-        let pid = unsafe {
-            libc::clone(
-                launcher,
-                align(&mut mid),
-                libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_FILES | libc::SIGCHLD,
-                closing as *const Closing as *mut libc::c_void,
-            )
-        };
+        // The launcher shares our fd table (CLONE_FILES): vfork lets us go before an exiting child
+        // drops its files, and a copy of its own could then be the last holder of `fd`, with us
+        // waiting for it in waitpid.
+        let launched = vfork(libc::CLONE_FILES, &mut || {
+            // SAFETY: the grandchild runs `closer` on its own leaked stack, with the leaked
+            // `Closing`; it gets a copy of the fd table (no CLONE_FILES), so it holds the last
+            // reference once we close ours.
+            unsafe {
+                libc::clone(
+                    closer,
+                    closing.stack_top,
+                    libc::CLONE_VM | libc::SIGCHLD,
+                    closing as *const Closing as *mut libc::c_void,
+                )
+            };
+            0
+        });
         // SAFETY: restores the mask saved above.
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
         drop(fd);
@@ -271,7 +263,7 @@ pub fn close_detached(fd: OwnedFd) {
                 1,
             );
         }
-        if pid > 0 {
+        if let Ok(pid) = launched {
             let _ = waitpid(pid, false);
         }
     }

@@ -64,11 +64,7 @@ pub fn verify(paths: &JobPaths, cg: &Cgroups, keep_mark: bool) -> Vec<String> {
             left.push(format!("cgroup {} still exists", dir.display()));
         }
     }
-    let job_dir_entry = (!keep_mark).then_some(("job directory", job_dir));
-    for (what, dir) in job_dir_entry
-        .into_iter()
-        .chain(paths.scratch.as_deref().map(|s| ("scratch workspace", s)))
-    {
+    for (what, dir) in paths.made(keep_mark) {
         if let Err(e) = crate::state::remove_job_dir(dir) {
             left.push(format!("{what} {}: {e}", dir.display()));
         }
